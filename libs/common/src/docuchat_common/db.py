@@ -1,0 +1,113 @@
+"""Async SQLAlchemy on asyncpg, one database per service, Alembic migrations per service.
+
+The unit of work is the request or the message: :meth:`Database.transaction` opens a session,
+the code under it (services, repositories) flushes, and it commits once at the end or rolls back.
+Services never commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            echo=echo,
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commit if the block returns, roll back if it raises."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def ensure_database(url: str) -> bool:
+    """Create the database named in ``url`` if it does not exist (dev, tests, the migrate job).
+
+    Returns True when it was created.
+    """
+    import asyncpg
+
+    target = make_url(url)
+    name = target.database
+    if not name:
+        raise ValueError(f"no database in {target.render_as_string(hide_password=True)}")
+    admin = target.set(drivername="postgresql", database="postgres")
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        quoted = '"' + name.replace('"', '""') + '"'
+        try:
+            await conn.execute(f"CREATE DATABASE {quoted}")
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # another replica won the race
+            return False
+        return True
+    finally:
+        await conn.close()
+
+
+# Alembic keeps its migration context in module globals: one upgrade at a time per process.
+_migration_lock = threading.Lock()
+
+
+def _upgrade(cfg: Config, revision: str) -> None:
+    with _migration_lock:
+        command.upgrade(cfg, revision)
+
+
+def alembic_config(migrations_dir: Path, database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+async def migrate(migrations_dir: Path, database_url: str, revision: str = "head") -> None:
+    """Upgrade the service's database. Alembic's env runs its own event loop, hence the thread."""
+    cfg = alembic_config(migrations_dir, database_url)
+    await asyncio.to_thread(_upgrade, cfg, revision)

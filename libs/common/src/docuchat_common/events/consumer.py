@@ -1,0 +1,265 @@
+"""Consumers: thin handlers (message → service call), idempotent, retried, dead-lettered.
+
+``EventConsumers.subscribe`` registers a FastStream subscriber whose body annotation is the
+union of the events the handler accepts, so FastStream validates it and documents it in
+AsyncAPI. Around the handler:
+
+- the correlation id and tenant id from the envelope are bound to logs and context;
+- the handler runs in one transaction together with the processed-event row, so a redelivered
+  event (same id) has no second effect;
+- a failing handler is retried with backoff; after ``max_attempts`` the original message goes to
+  ``<topic>.dlq`` with the error in its headers and the consumer moves on. A message that cannot
+  even be parsed goes there at once. The offset is committed after either outcome, never before.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from faststream import AckPolicy, BaseMiddleware
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
+
+from docuchat_common.context import bound_context
+from docuchat_common.db import Database
+from docuchat_common.events.envelope import Event, UnknownEvent
+from docuchat_common.events.topics import DLQ_SUFFIX, Topic
+from docuchat_common.logging import get_logger
+from docuchat_common.metrics import (
+    CONSUMER_ERRORS,
+    CONSUMER_LATENCY,
+    CONSUMER_MESSAGES,
+)
+
+log = get_logger(__name__)
+
+EventHandler = Callable[[Any, AsyncSession], Awaitable[None]]
+
+DLQ_ERROR_HEADER = "x-dlq-error"
+DLQ_ERROR_TYPE_HEADER = "x-dlq-error-type"
+DLQ_ATTEMPTS_HEADER = "x-dlq-attempts"
+DLQ_ORIGIN_HEADER = "x-dlq-origin"  # topic/partition/offset of the original message
+DLQ_CONSUMER_HEADER = "x-dlq-consumer"
+
+
+async def claim_event(
+    session: AsyncSession, table: Table, consumer: str, event: Event[Any]
+) -> bool:
+    """Record the event as processed by ``consumer``; False when it already was."""
+    stmt = (
+        pg_insert(table)
+        .values(consumer=consumer, event_id=event.id, event_type=event.type)
+        .on_conflict_do_nothing()
+        .returning(table.c.event_id)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+class HandlerFailedError(Exception):
+    def __init__(self, attempts: int, cause: BaseException, group: str) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.attempts = attempts
+        self.cause = cause
+        self.group = group
+
+
+def dead_letter_middleware(
+    service: str,
+) -> tuple[type[BaseMiddleware], Callable[[KafkaBroker], None]]:
+    """A broker middleware (it must wrap parsing too, which only broker middlewares do) and the
+    function that tells it which broker to publish dead letters with."""
+    holder: dict[str, KafkaBroker] = {}
+
+    class DeadLetterMiddleware(BaseMiddleware):
+        """Publishes what could not be handled to ``<topic>.dlq`` and lets the offset commit."""
+
+        async def after_processed(
+            self,
+            exc_type: type[BaseException] | None = None,
+            exc_val: BaseException | None = None,
+            exc_tb: Any = None,
+        ) -> bool | None:
+            if exc_val is None or not isinstance(exc_val, Exception):
+                return False
+            record = self.msg
+            topic = getattr(record, "topic", None)
+            broker = holder.get("broker")
+            if topic is None or broker is None:
+                return False
+            failed = exc_val if isinstance(exc_val, HandlerFailedError) else None
+            attempts = failed.attempts if failed else 1
+            cause = failed.cause if failed else exc_val
+            group = failed.group if failed else f"{service} (parsing)"
+            headers = {
+                k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
+                for k, v in (getattr(record, "headers", None) or ())
+            }
+            headers.update(
+                {
+                    DLQ_ERROR_HEADER: str(cause)[:2000],
+                    DLQ_ERROR_TYPE_HEADER: type(cause).__name__,
+                    DLQ_ATTEMPTS_HEADER: str(attempts),
+                    DLQ_ORIGIN_HEADER: (
+                        f"{topic}/{getattr(record, 'partition', '?')}/"
+                        f"{getattr(record, 'offset', '?')}"
+                    ),
+                    DLQ_CONSUMER_HEADER: group,
+                }
+            )
+            await broker.publish(
+                getattr(record, "value", b"") or b"",
+                topic=topic + DLQ_SUFFIX,
+                key=getattr(record, "key", None),
+                headers=headers,
+            )
+            CONSUMER_MESSAGES.labels(service, topic, group, "dead_lettered").inc()
+            log.error(
+                "message dead-lettered",
+                topic=topic,
+                group=group,
+                attempts=attempts,
+                error_type=type(cause).__name__,
+                error="".join(traceback.format_exception_only(cause)).strip()[:500],
+            )
+            return True  # handled: the offset is committed and the partition moves on
+
+    def bind(broker: KafkaBroker) -> None:
+        holder["broker"] = broker
+
+    return DeadLetterMiddleware, bind
+
+
+class EventConsumers:
+    """Registers a service's consumers on its broker."""
+
+    def __init__(
+        self,
+        *,
+        broker: KafkaBroker,
+        database: Database,
+        processed_table: Table,
+        service: str,
+        max_attempts: int = 3,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+        retry_wait_max: float = 2.0,
+        group_prefix: str = "",
+    ) -> None:
+        self.broker = broker
+        self.database = database
+        self.processed_table = processed_table
+        self.service = service
+        self.max_attempts = max_attempts
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.retry_wait_max = retry_wait_max
+        self.group_prefix = group_prefix
+        self.groups: list[tuple[str, str]] = []
+
+    def subscribe(
+        self,
+        topic: Topic,
+        events: Sequence[type[Event[Any]]],
+        *,
+        group: str,
+        handler: EventHandler,
+        description: str | None = None,
+    ) -> None:
+        from docuchat_common.events.catalog import event_union
+
+        body_type = event_union(*events)
+        group = self.group_prefix + group
+        wanted = tuple(events)
+
+        async def handle(event: Any, message: KafkaMessage) -> None:
+            started = time.perf_counter()
+            outcome = await self._handle(event, message, group, handler, wanted)
+            CONSUMER_MESSAGES.labels(self.service, topic.name, group, outcome).inc()
+            CONSUMER_LATENCY.labels(self.service, topic.name, group).observe(
+                time.perf_counter() - started
+            )
+
+        handle.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    "event", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=body_type
+                ),
+                inspect.Parameter(
+                    "message", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=KafkaMessage
+                ),
+            ],
+            return_annotation=None,
+        )
+        handle.__annotations__ = {"event": body_type, "message": KafkaMessage, "return": None}
+        handle.__name__ = f"{group}__{topic.name}".replace(".", "_").replace("-", "_")
+        handle.__doc__ = description or handler.__doc__
+
+        self.broker.subscriber(
+            topic.name,
+            group_id=group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.ACK,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            title=f"{group}:{topic.name}",
+            description=description or handler.__doc__,
+        )(handle)
+        self.groups.append((group, topic.name))
+
+    async def _handle(
+        self,
+        event: Event[Any],
+        message: Any,
+        group: str,
+        handler: EventHandler,
+        wanted: tuple[type[Event[Any]], ...],
+    ) -> str:
+        tenant = str(event.tenant_id) if event.tenant_id else None
+        with bound_context(
+            correlation_id=event.correlation_id or getattr(message, "correlation_id", None),
+            tenant_id=tenant,
+        ):
+            if isinstance(event, UnknownEvent) or not isinstance(event, wanted):
+                log.info(
+                    "event type not handled here; skipped", type=event.type, version=event.version
+                )
+                return "ignored"
+            attempt = 0
+            try:
+                async for attempt_state in AsyncRetrying(
+                    stop=stop_after_attempt(self.max_attempts),
+                    wait=wait_exponential(multiplier=0.05, max=self.retry_wait_max),
+                    reraise=True,
+                ):
+                    with attempt_state:
+                        attempt = attempt_state.retry_state.attempt_number
+                        try:
+                            async with self.database.transaction() as session:
+                                if not await claim_event(
+                                    session, self.processed_table, group, event
+                                ):
+                                    log.info("duplicate event skipped", event_id=str(event.id))
+                                    return "duplicate"
+                                await handler(event, session)
+                        except Exception:
+                            CONSUMER_ERRORS.labels(self.service, event.topic.name, group).inc()
+                            log.warning(
+                                "handler failed",
+                                attempt=attempt,
+                                event_type=event.type,
+                                exc_info=True,
+                            )
+                            raise
+            except Exception as exc:
+                raise HandlerFailedError(attempt, exc, group) from exc
+            log.info("event handled", event_type=event.type, event_id=str(event.id), group=group)
+            return "ok"
+        return "ok"  # pragma: no cover - AsyncRetrying always yields at least once

@@ -1,0 +1,211 @@
+"""Transactional outbox: events are rows written with the state change, published after commit.
+
+The relay publishes rows in insertion order and marks them published. Only one relay per
+database publishes at a time (a transaction-level advisory lock), so per-tenant order holds
+with any number of replicas. It wakes on ``NOTIFY`` from the insert trigger, with a slow poll as
+the fallback, and backs off while the broker is unreachable: nothing is lost, delivery resumes
+when it returns (at least once; consumers dedupe by event id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docuchat_common.context import KAFKA_CORRELATION_HEADER
+from docuchat_common.db import Database
+from docuchat_common.events.envelope import Event
+from docuchat_common.events.tables import OUTBOX_CHANNEL
+from docuchat_common.events.topics import Topic, ensure_topics
+from docuchat_common.logging import get_logger
+from docuchat_common.metrics import OUTBOX_PENDING, OUTBOX_PUBLISH_ERRORS, OUTBOX_PUBLISHED
+from docuchat_common.telemetry import attach_trace_headers, current_trace_headers, detach
+
+log = get_logger(__name__)
+
+
+class Outbox:
+    """Writes events into the service's outbox table inside the caller's transaction."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    async def add(self, session: AsyncSession, *events: Event[Any]) -> None:
+        if not events:
+            return
+        trace_headers = current_trace_headers()
+        await session.execute(
+            insert(self.table),
+            [
+                {
+                    "id": event.id,
+                    "topic": event.topic.name,
+                    "key": event.key,
+                    "event_type": event.type,
+                    "payload": event.to_json_dict(),
+                    "headers": {
+                        **trace_headers,
+                        **(
+                            {KAFKA_CORRELATION_HEADER: event.correlation_id}
+                            if event.correlation_id
+                            else {}
+                        ),
+                    },
+                }
+                for event in events
+            ],
+        )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        service: str,
+        database: Database,
+        table: Table,
+        broker: KafkaBroker,
+        bootstrap_servers: str,
+        topics: list[Topic],
+        batch_size: int = 200,
+        poll_interval: float = 1.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.service = service
+        self.database = database
+        self.table = table
+        self.broker = broker
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = topics
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: Any = None
+        # The advisory lock key: one relay per database at a time.
+        self._lock_key = 0x0D0C0C4A7
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        await self._listen()
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
+
+    async def _listen(self) -> None:
+        """LISTEN on a dedicated connection so an insert anywhere (any process) wakes us."""
+        import asyncpg
+
+        url = make_url(self.database.url).set(drivername="postgresql")
+        try:
+            conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wakeup.set())
+            self._listener = conn
+        except Exception as exc:  # polling still delivers, just later
+            log.warning("outbox listen failed; polling only", error=str(exc))
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        topics_ready = False
+        while True:
+            try:
+                if not topics_ready:
+                    await ensure_topics(self.bootstrap_servers, self.topics)
+                    topics_ready = True
+                published = await self.publish_pending()
+                backoff = 0.1
+                if published >= self.batch_size:
+                    continue  # more waiting: don't sleep
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                OUTBOX_PUBLISH_ERRORS.labels(self.service).inc()
+                log.warning("outbox relay failed; will retry", error=str(exc), backoff=backoff)
+                # A restarted in-memory broker has lost its topics: create them again.
+                topics_ready = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        t = self.table
+        async with self.database.transaction() as session:
+            locked = await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self._lock_key}
+            )
+            if not locked:
+                return 0
+            rows = (
+                await session.execute(
+                    select(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.headers)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.seq)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not rows:
+                OUTBOX_PENDING.labels(self.service).set(0)
+                return 0
+            done: list[Any] = []
+            error: Exception | None = None
+            for row in rows:
+                try:
+                    await self._publish(row.topic, row.key, row.payload, row.headers)
+                except Exception as exc:
+                    error = exc
+                    break
+                done.append(row.id)
+            # Rows already sent are marked even when a later one failed: no re-send storm.
+            if done:
+                await session.execute(
+                    update(t)
+                    .where(t.c.id.in_(done))
+                    .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1)
+                )
+            pending = await session.scalar(
+                select(func.count()).select_from(t).where(t.c.published_at.is_(None))
+            )
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
+        OUTBOX_PENDING.labels(self.service).set(pending or 0)
+        if error is not None:
+            raise error
+        return len(done)
+
+    async def _publish(
+        self, topic: str, key: bytes | None, payload: dict[str, Any], headers: dict[str, str]
+    ) -> None:
+        # Continue the trace of the request that wrote the row.
+        token = attach_trace_headers(headers)
+        try:
+            await self.broker.publish(
+                payload,
+                topic=topic,
+                key=key,
+                headers={k: v for k, v in headers.items() if k != KAFKA_CORRELATION_HEADER},
+                correlation_id=headers.get(KAFKA_CORRELATION_HEADER),
+            )
+        finally:
+            detach(token)

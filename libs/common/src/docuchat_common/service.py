@@ -1,0 +1,223 @@
+"""A service's runtime: its settings, database, broker, outbox relay, consumers and HTTP app.
+
+Every service builds one :class:`ServiceRuntime`; ``docuchat run --target X`` starts the ones
+its target needs, in one process or many. The HTTP app's lifespan starts and stops the runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from faststream.kafka import KafkaBroker
+from sqlalchemy import MetaData, Table
+from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from docuchat_common.db import Database, ensure_database, migrate
+from docuchat_common.errors import install_error_handlers
+from docuchat_common.events.bus import BrokerEpochWatchdog, ConsumerLagMonitor, create_broker
+from docuchat_common.events.consumer import EventConsumers
+from docuchat_common.events.envelope import Event
+from docuchat_common.events.outbox import Outbox, OutboxRelay
+from docuchat_common.events.topics import all_topics_with_dlq
+from docuchat_common.health import HealthChecks
+from docuchat_common.identity import JWKSCache, TokenVerifier
+from docuchat_common.logging import get_logger
+from docuchat_common.metrics import metrics_router
+from docuchat_common.middleware import RequestContextMiddleware
+from docuchat_common.settings import ServiceSettings
+from docuchat_common.telemetry import configure_tracing
+
+log = get_logger(__name__)
+
+Hook = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        *,
+        name: str,
+        settings: ServiceSettings,
+        metadata: MetaData,
+        migrations_dir: Path,
+        routers: Sequence[APIRouter] = (),
+        title: str | None = None,
+        version: str = "0.1.0",
+        run_relay: bool = True,
+        run_consumers: bool = True,
+        publishes: Sequence[type[Event[Any]]] = (),
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.metadata = metadata
+        self.migrations_dir = migrations_dir
+        self.routers = list(routers)
+        self.title = title or f"DocuChat {name}"
+        self.version = version
+        self.run_relay = run_relay and settings.relay_enabled
+        self.run_consumers = run_consumers and settings.consume_events
+
+        self.database = Database(settings.database_url, pool_size=settings.database_pool_size)
+        self.broker: KafkaBroker = create_broker(settings, name)
+        self.outbox = Outbox(self._table("outbox"))
+        self.consumers = EventConsumers(
+            broker=self.broker,
+            database=self.database,
+            processed_table=self._table("processed_events"),
+            service=name,
+            max_attempts=settings.consumer_max_attempts,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            group_prefix=settings.consumer_group_prefix,
+        )
+        self.relay = OutboxRelay(
+            service=name,
+            database=self.database,
+            table=self._table("outbox"),
+            broker=self.broker,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topics=all_topics_with_dlq(),
+        )
+        self.publishes = tuple(publishes)
+        self._declare_publishers()
+        self.health = HealthChecks(name)
+        self.health.add("database", self.database.ping)
+        self.health.add("broker", self._broker_ready)
+        self.token_verifier = TokenVerifier(
+            JWKSCache(settings.jwks_url, ttl_seconds=settings.jwks_cache_seconds),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        self.lag_monitor = ConsumerLagMonitor(self.broker, name)
+        self.epoch_watchdog = (
+            BrokerEpochWatchdog(self.broker, settings.kafka_bootstrap_servers)
+            if settings.kafka_ephemeral_broker
+            else None
+        )
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+        self.state: dict[str, Any] = {}
+
+    def _declare_publishers(self) -> None:
+        """Declare what this service publishes (through its outbox) so that the AsyncAPI
+        document generated from the broker lists it beside the subscribers."""
+        from docuchat_common.events.catalog import event_union
+
+        by_topic: dict[str, list[type[Event[Any]]]] = {}
+        for event in self.publishes:
+            by_topic.setdefault(event.topic.name, []).append(event)
+        for topic, events in by_topic.items():
+            self.broker.publisher(
+                topic,
+                title=f"{self.name}:{topic}",
+                description=", ".join(e.model_fields["type"].default for e in events),
+                schema=event_union(*events),
+            )
+
+    def _table(self, name: str) -> Table:
+        return self.metadata.tables[name]
+
+    def on_start(self, hook: Hook) -> Hook:
+        self._on_start.append(hook)
+        return hook
+
+    def on_stop(self, hook: Hook) -> Hook:
+        self._on_stop.append(hook)
+        return hook
+
+    async def _broker_ready(self) -> None:
+        if not await self.broker.ping(timeout=2):
+            raise ConnectionError("broker unreachable")
+
+    async def migrate(self) -> None:
+        if await ensure_database(self.settings.database_url):
+            log.info("database created", service=self.name)
+        await migrate(self.migrations_dir, self.settings.database_url)
+
+    async def start(self) -> None:
+        configure_tracing(
+            "docuchat",
+            otlp_endpoint=self.settings.otlp_endpoint,
+            sample_ratio=self.settings.trace_sample_ratio,
+        )
+        if self.settings.migrate_on_start:
+            await self.migrate()
+        if not self.run_consumers:
+            self.broker._subscribers.clear()
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(60),
+            wait=wait_exponential(multiplier=0.2, max=3),
+            retry=retry_if_exception_type(Exception),
+            reraise=True,
+        ):
+            with attempt:
+                await self.broker.start()
+        if self.run_relay:
+            await self.relay.start()
+        self.lag_monitor.start()
+        if self.epoch_watchdog is not None and self.run_consumers:
+            self.epoch_watchdog.start()
+        for hook in self._on_start:
+            await hook(self)
+        log.info(
+            "service started",
+            service=self.name,
+            consumers=[g for g, _ in self.consumers.groups] if self.run_consumers else [],
+            relay=self.run_relay,
+        )
+
+    async def stop(self) -> None:
+        for hook in reversed(self._on_stop):
+            with contextlib.suppress(Exception):
+                await hook(self)
+        await self.lag_monitor.stop()
+        if self.epoch_watchdog is not None:
+            await self.epoch_watchdog.stop()
+        await self.relay.stop()
+        await self.broker.stop()
+        await self.database.dispose()
+        log.info("service stopped", service=self.name)
+
+    def create_app(self) -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(title=self.title, version=self.version, lifespan=lifespan)
+        app.state.runtime = self
+        app.state.token_verifier = self.token_verifier
+        install_error_handlers(app)
+        app.include_router(self.health.router())
+        app.include_router(metrics_router())
+        for router in self.routers:
+            app.include_router(router)
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+        app.add_middleware(RequestContextMiddleware, service=self.name)
+        return app
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with runtime_of(request).database.transaction() as session:
+        yield session
+
+
+# The request is the unit of work: committed when the endpoint returns, before the response is
+# sent (scope="function"), rolled back if it raises.
+DbSession = Annotated[AsyncSession, Depends(_session, scope="function")]
+Runtime = Annotated[ServiceRuntime, Depends(runtime_of)]

@@ -1,0 +1,69 @@
+"""OpenTelemetry tracing: one trace from the HTTP request through the outbox and Kafka to the
+consumer handler.
+
+The tracer provider is process-wide; an OTLP exporter is added when an endpoint is configured.
+Tests (and operators without a collector) can attach their own span processor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+_provider: TracerProvider | None = None
+_exporting_to: set[str] = set()
+
+
+def configure_tracing(
+    service_name: str,
+    *,
+    otlp_endpoint: str | None = None,
+    sample_ratio: float = 1.0,
+) -> TracerProvider:
+    """Install the process's tracer provider once; later calls only add exporters."""
+    global _provider  # noqa: PLW0603 - one tracer provider per process, by design
+    if _provider is None:
+        _provider = TracerProvider(
+            resource=Resource.create(
+                {"service.name": service_name, "service.namespace": "docuchat"}
+            ),
+            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+        )
+        trace.set_tracer_provider(_provider)
+    if otlp_endpoint and otlp_endpoint not in _exporting_to:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = otlp_endpoint.rstrip("/")
+        if not endpoint.endswith("/v1/traces"):
+            endpoint += "/v1/traces"
+        _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        _exporting_to.add(otlp_endpoint)
+    return _provider
+
+
+def add_span_processor(processor: SpanProcessor) -> None:
+    if _provider is None:
+        raise RuntimeError("configure_tracing() first")
+    _provider.add_span_processor(processor)
+
+
+def current_trace_headers() -> dict[str, str]:
+    """W3C trace context of the current span, to store beside an outbox row."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def attach_trace_headers(headers: Mapping[str, str]) -> object:
+    """Make the stored trace context current; returns a token for :func:`detach`."""
+    return otel_context.attach(propagate.extract(dict(headers)))
+
+
+def detach(token: object) -> None:
+    otel_context.detach(token)  # type: ignore[arg-type]

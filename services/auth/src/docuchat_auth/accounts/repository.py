@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docuchat_auth.models import Tenant, User
+
+
+class AccountRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def email_taken(self, email: str) -> bool:
+        return (await self.session.scalar(select(User.id).where(User.email == email))) is not None
+
+    async def add_tenant(self, name: str) -> Tenant:
+        tenant = Tenant(id=uuid.uuid4(), name=name)
+        self.session.add(tenant)
+        await self.session.flush()
+        return tenant
+
+    async def add_user(
+        self, *, tenant_id: uuid.UUID, email: str, name: str | None, password_hash: str, role: str
+    ) -> User:
+        user = User(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            email=email,
+            name=name,
+            password_hash=password_hash,
+            role=role,
+        )
+        self.session.add(user)
+        await self.session.flush()
+        return user
+
+    async def user_in_tenant(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> User | None:
+        return await self.session.scalar(
+            select(User).where(User.id == user_id, User.tenant_id == tenant_id)
+        )

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from docuchat_common.identity import CurrentIdentity
+from docuchat_common.service import DbSession, runtime_of
+from fastapi import APIRouter, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docuchat_auth.accounts.schemas import RegisterIn, RegisterOut, UserOut
+from docuchat_auth.accounts.service import AccountService
+from docuchat_auth.tokens.service import TokenService
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+
+
+def account_service(request: Request, session: AsyncSession) -> AccountService:
+    runtime = runtime_of(request)
+    tokens: TokenService = runtime.state["tokens"]
+    return AccountService(session, outbox=runtime.outbox, tokens=tokens, settings=tokens.settings)
+
+
+@router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=RegisterOut)
+async def register(body: RegisterIn, request: Request, session: DbSession) -> RegisterOut:
+    """Create a tenant and its owner; returns the owner's tokens."""
+    return await account_service(request, session).register(body)
+
+
+@router.get("/users/me", response_model=UserOut)
+async def me(identity: CurrentIdentity, request: Request, session: DbSession) -> UserOut:
+    return await account_service(request, session).profile(identity.user_id, identity.tenant_id)

@@ -1,0 +1,3 @@
+from docuchat.cli import app
+
+app(prog_name="docuchat")

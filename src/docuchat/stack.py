@@ -1,0 +1,172 @@
+"""The whole product on the embedded stack: PostgreSQL, tansu, the services, Traefik.
+
+``docuchat dev`` runs it for a newcomer; the end-to-end tests run the same thing on free ports.
+Services run as child processes (one for ``--target all``, one per target with ``split``), so
+the supervisor stays responsive and a crash in one shows up as that process's exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docuchat_common.events.topics import ensure_topics
+from docuchat_common.logging import get_logger
+
+from docuchat.devstack import (
+    EmbeddedPostgres,
+    ManagedProcess,
+    TansuBroker,
+    TraefikGateway,
+    free_port,
+    http_ok,
+)
+
+log = get_logger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ROUTES_FILE = REPO_ROOT / "deploy" / "gateway" / "dynamic.yml"
+SERVICES = ("auth", "ingest", "chat", "usage")
+# In split mode each of these runs in its own process; the API targets leave publishing to the
+# relay target.
+SPLIT_TARGETS = ("auth", "ingest", "ingest-worker", "chat", "usage", "relay")
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path = Path(".docuchat")
+    gateway_port: int = 8080
+    postgres_port: int | None = 15432
+    kafka_port: int | None = 19092
+    base_service_port: int = 8101
+    split: bool = False
+    fast_postgres: bool = False
+    environment: str = "dev"
+    # Shorter consumer-group timings for tansu: joins take ~2 s instead of ~10.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 500
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    ready_timeout: float = 90.0
+
+
+class DevStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.data_dir = config.data_dir.absolute()
+        self.logs_dir = self.data_dir / "logs"
+        self.postgres = EmbeddedPostgres(
+            self.data_dir / "postgres", config.postgres_port, fast=config.fast_postgres
+        )
+        self.broker = TansuBroker(config.kafka_port, self.logs_dir / "tansu.log")
+        targets = SPLIT_TARGETS if config.split else ("all",)
+        self.ports: dict[str, int] = {}
+        port = config.base_service_port
+        for name in (*SERVICES, "ingest-worker", "relay"):
+            self.ports[name] = port if port else free_port()
+            port = port + 1 if port else 0
+        self.targets = targets
+        self.processes: dict[str, ManagedProcess] = {}
+        self.gateway = TraefikGateway(
+            config.gateway_port,
+            ROUTES_FILE,
+            {f"DOCUCHAT_{s.upper()}_URL": self.service_url(s) for s in SERVICES},
+            self.logs_dir,
+        )
+        self.started_in: float | None = None
+
+    def service_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.gateway.url
+
+    def service_env(self, target: str) -> dict[str, str]:
+        cfg = self.config
+        env = {
+            **os.environ,
+            "DOCUCHAT_ENVIRONMENT": cfg.environment,
+            "DOCUCHAT_LOG_JSON": "true",
+            "DOCUCHAT_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            "DOCUCHAT_KAFKA_EPHEMERAL_BROKER": "true",
+            "DOCUCHAT_KAFKA_SESSION_TIMEOUT_MS": str(cfg.kafka_session_timeout_ms),
+            "DOCUCHAT_KAFKA_HEARTBEAT_INTERVAL_MS": str(cfg.kafka_heartbeat_interval_ms),
+            "DOCUCHAT_JWKS_URL": f"{self.service_url('auth')}/.well-known/jwks.json",
+            "DOCUCHAT_AUTH_KEYS_DIR": str(self.data_dir / "auth-keys"),
+            "DOCUCHAT_RELAY_PORT": str(self.ports["relay"]),
+            "DOCUCHAT_INGEST_WORKER_PORT": str(self.ports["ingest-worker"]),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for service in SERVICES:
+            prefix = f"DOCUCHAT_{service.upper()}_"
+            env[prefix + "DATABASE_URL"] = self.postgres.async_url(f"docuchat_{service}")
+            env[prefix + "PORT"] = str(self.ports[service])
+        if target not in ("all", "relay") and "relay" in self.targets:
+            env["DOCUCHAT_RELAY_ENABLED"] = "false"
+        env.update(cfg.extra_env)
+        return env
+
+    def _ready_urls(self, target: str) -> list[str]:
+        if target == "all":
+            return [f"{self.service_url(s)}/readyz" for s in SERVICES]
+        return [f"http://127.0.0.1:{self.ports[target]}/readyz"]
+
+    def start(self) -> None:
+        started = time.monotonic()
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.postgres.start()
+            self.broker.start()
+            asyncio.run(ensure_topics(self.broker.bootstrap_servers))
+            for target in self.targets:
+                proc = ManagedProcess(
+                    target,
+                    [sys.executable, "-m", "docuchat", "run", "--target", target],
+                    log_path=self.logs_dir / f"{target}.log",
+                    env=self.service_env(target),
+                    cwd=REPO_ROOT,
+                )
+                proc.start()
+                self.processes[target] = proc
+            # Migrations run on start: wait for auth first (it holds the JWKS others fetch).
+            for target in self.processes:
+                self._wait_ready(target)
+            self.gateway.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - started
+
+    def stop(self) -> None:
+        self.gateway.stop()
+        for proc in reversed(list(self.processes.values())):
+            proc.stop(timeout=25)
+        self.broker.stop()
+        self.postgres.stop()
+
+    def restart_target(self, target: str) -> None:
+        proc = self.processes[target]
+        proc.stop(timeout=25)
+        proc.start()
+        self._wait_ready(target)
+
+    def _wait_ready(self, target: str) -> None:
+        for url in self._ready_urls(target):
+            self.processes[target].wait_until(
+                functools.partial(http_ok, url),
+                what=f"GET {url} = 200",
+                timeout=self.config.ready_timeout,
+            )
+
+    def __enter__(self) -> DevStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

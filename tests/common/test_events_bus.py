@@ -1,0 +1,296 @@
+"""The event bus on the real broker and PostgreSQL: outbox → relay → Kafka → idempotent
+consumer, dead letters, and a broker restart with unpublished events."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from docuchat_common.context import bound_context
+from docuchat_common.db import Database
+from docuchat_common.events.bus import BrokerEpochWatchdog, create_broker
+from docuchat_common.events.consumer import (
+    DLQ_ATTEMPTS_HEADER,
+    DLQ_ERROR_HEADER,
+    DLQ_ORIGIN_HEADER,
+    EventConsumers,
+)
+from docuchat_common.events.envelope import Event, EventData
+from docuchat_common.events.outbox import Outbox, OutboxRelay
+from docuchat_common.events.topics import Topic, ensure_topics
+from docuchat_common.settings import ServiceSettings
+from docuchat_usage.models import outbox as outbox_table
+from docuchat_usage.models import processed_events as processed_table
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tests.helpers import eventually
+
+
+class ProbeData(EventData):
+    n: int
+    poison: bool = False
+
+
+def probe_event_class(topic: Topic) -> type[Event[ProbeData]]:
+    class ProbeHappened(Event[ProbeData]):
+        type: Literal["probe.happened"] = "probe.happened"
+        version: Literal[1] = 1
+
+    ProbeHappened.topic = topic
+    return ProbeHappened
+
+
+@dataclass
+class Bus:
+    """One 'service' worth of bus: its database, broker, outbox, relay and a probe consumer."""
+
+    database: Database
+    topic: Topic
+    event: type[Event[ProbeData]]
+    consumers: EventConsumers
+    relay: OutboxRelay
+    outbox: Outbox
+    handled: list[int] = field(default_factory=list)
+    watchdog: BrokerEpochWatchdog | None = None
+
+    async def close(self) -> None:
+        if self.watchdog:
+            await self.watchdog.stop()
+        await self.relay.stop()
+        await self.consumers.broker.stop()
+        await self.database.dispose()
+
+    async def emit(
+        self, *numbers: int, poison: bool = False, correlation_id: str | None = None
+    ) -> list[uuid.UUID]:
+        events = [
+            self.event(tenant_id=uuid.uuid4(), source="test", data=ProbeData(n=n, poison=poison))
+            for n in numbers
+        ]
+        with bound_context(correlation_id=correlation_id):
+            events = [e.model_copy(update={"correlation_id": correlation_id}) for e in events]
+            async with self.database.transaction() as session:
+                await self.outbox.add(session, *events)
+        self.relay.wake()
+        return [e.id for e in events]
+
+    async def effects(self) -> list[tuple[int, int]]:
+        async with self.database.transaction() as session:
+            rows = await session.execute(
+                text("SELECT n, count(*) FROM probe_effects GROUP BY n ORDER BY n")
+            )
+            return [(r[0], r[1]) for r in rows]
+
+    async def pending(self) -> int:
+        async with self.database.transaction() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(outbox_table)
+                .where(outbox_table.c.published_at.is_(None))
+            )
+            return int(count or 0)
+
+
+async def _bus(
+    bootstrap: str, database_url: str, group_prefix: str, *, max_attempts: int = 3
+) -> Bus:
+    settings = ServiceSettings(
+        environment="test",
+        database_url=database_url,
+        kafka_bootstrap_servers=bootstrap,
+        kafka_session_timeout_ms=2000,
+        kafka_heartbeat_interval_ms=300,
+    )
+    topic = Topic(f"test.probe.{uuid.uuid4().hex[:8]}", 2, "probe")
+    await ensure_topics(bootstrap, [topic, topic.dlq])
+    database = Database(database_url, pool_size=4)
+    async with database.transaction() as session:
+        await session.execute(
+            text("CREATE TABLE probe_effects (n int NOT NULL, event_id uuid NOT NULL)")
+        )
+    broker = create_broker(settings, "test")
+    consumers = EventConsumers(
+        broker=broker,
+        database=database,
+        processed_table=processed_table,
+        service="test",
+        max_attempts=max_attempts,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+        retry_wait_max=0.05,
+        group_prefix=group_prefix,
+    )
+    event_cls = probe_event_class(topic)
+    bus = Bus(
+        database=database,
+        topic=topic,
+        event=event_cls,
+        consumers=consumers,
+        relay=OutboxRelay(
+            service="test",
+            database=database,
+            table=outbox_table,
+            broker=broker,
+            bootstrap_servers=bootstrap,
+            topics=[topic, topic.dlq],
+            poll_interval=0.2,
+            max_backoff=0.5,
+        ),
+        outbox=Outbox(outbox_table),
+    )
+
+    async def handle(event: Any, session: AsyncSession) -> None:
+        if event.data.poison:
+            raise ValueError(f"poison message {event.data.n}")
+        # A plain insert: only the processed-events claim keeps a redelivery from doubling it.
+        await session.execute(
+            text("INSERT INTO probe_effects (n, event_id) VALUES (:n, :id)"),
+            {"n": event.data.n, "id": event.id},
+        )
+        bus.handled.append(event.data.n)
+
+    consumers.subscribe(topic, [event_cls], group="probe", handler=handle)
+    await broker.start()
+    await bus.relay.start()
+    bus.watchdog = BrokerEpochWatchdog(broker, bootstrap, interval=0.3)
+    await bus.watchdog.check()
+    bus.watchdog.start()
+    return bus
+
+
+@pytest.fixture
+async def bus(infra: Any, databases: dict[str, str], group_prefix: str) -> AsyncIterator[Bus]:
+    bus = await _bus(infra.bootstrap_servers, databases["usage"], group_prefix)
+    yield bus
+    await bus.close()
+
+
+async def _read_all(bootstrap: str, topic: str, expected: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+
+        async def more() -> bool:
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                records.extend(recs)
+            return len(records) >= expected
+
+        await eventually(more, what=f"{expected} records on {topic}")
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_outbox_events_reach_the_consumer_once_with_correlation_id(
+    bus: Bus, infra: Any
+) -> None:
+    ids = await bus.emit(1, 2, 3, correlation_id="corr-42")
+
+    async def all_effects() -> list[tuple[int, int]]:
+        effects = await bus.effects()
+        return effects if len(effects) == 3 else []
+
+    assert await eventually(all_effects, what="3 effects") == [(1, 1), (2, 1), (3, 1)]
+    assert await bus.pending() == 0
+    records = await _read_all(infra.bootstrap_servers, bus.topic.name, 3)
+    envelopes = [json.loads(r.value) for r in records]
+    assert {uuid.UUID(e["id"]) for e in envelopes} == set(ids)
+    assert {e["correlation_id"] for e in envelopes} == {"corr-42"}
+    assert all(dict(r.headers)["correlation_id"] == b"corr-42" for r in records)
+    # Message key = tenant id: per-tenant ordering.
+    assert all(r.key.decode() == e["tenant_id"] for r, e in zip(records, envelopes, strict=True))
+
+
+async def test_redelivered_events_have_no_second_effect(bus: Bus) -> None:
+    await bus.emit(7, 8)
+    await eventually(lambda: _count(bus, 2), what="first delivery")
+    # The relay crashed after publishing but before marking: it publishes the rows again.
+    async with bus.database.transaction() as session:
+        await session.execute(update(outbox_table).values(published_at=None))
+    bus.relay.wake()
+    await eventually(lambda: _no_pending(bus), what="republish")
+    await bus.emit(9)  # a later event proves the consumer has read past the duplicates
+    await eventually(lambda: _count(bus, 3), what="the later event")
+    assert await bus.effects() == [(7, 1), (8, 1), (9, 1)]
+    async with bus.database.transaction() as session:
+        claimed = await session.scalar(select(func.count()).select_from(processed_table))
+    assert claimed == 3
+
+
+async def _count(bus: Bus, n: int) -> bool:
+    return len(await bus.effects()) >= n
+
+
+async def _no_pending(bus: Bus) -> bool:
+    return await bus.pending() == 0
+
+
+async def test_a_failing_handler_dead_letters_and_the_consumer_goes_on(
+    bus: Bus, infra: Any
+) -> None:
+    await bus.emit(100, poison=True)
+    await bus.emit(101)
+    await eventually(lambda: _count(bus, 1), what="the message after the poison one")
+    assert await bus.effects() == [(101, 1)]
+
+    dead = await _read_all(infra.bootstrap_servers, bus.topic.dlq.name, 1)
+    assert len(dead) == 1
+    headers = {k: v.decode() for k, v in dead[0].headers}
+    assert headers[DLQ_ATTEMPTS_HEADER] == "3"
+    assert "poison message 100" in headers[DLQ_ERROR_HEADER]
+    assert headers[DLQ_ORIGIN_HEADER].startswith(bus.topic.name + "/")
+    assert json.loads(dead[0].value)["data"]["n"] == 100  # the original body, untouched
+
+
+async def test_an_unparseable_message_goes_to_the_dlq_at_once(bus: Bus, infra: Any) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(bus.topic.name, b"{not json", key=b"k")
+        await producer.send_and_wait(
+            bus.topic.name, json.dumps({"type": "probe.happened"}).encode(), key=b"k"
+        )
+    finally:
+        await producer.stop()
+    await bus.emit(5)
+    await eventually(lambda: _count(bus, 1), what="the good message after two bad ones")
+    dead = await _read_all(infra.bootstrap_servers, bus.topic.dlq.name, 2)
+    assert sorted(r.value for r in dead) == sorted([b"{not json", b'{"type": "probe.happened"}'])
+    assert all(dict(r.headers)[DLQ_ATTEMPTS_HEADER] == b"1" for r in dead)
+
+
+async def test_broker_restart_with_unpublished_outbox_delivers_everything_once(
+    databases: dict[str, str], group_prefix: str, tmp_path: Path
+) -> None:
+    from docuchat.devstack import TansuBroker
+
+    broker = TansuBroker(log_path=tmp_path / "tansu.log")
+    broker.start()
+    bus = await _bus(broker.bootstrap_servers, databases["usage"], group_prefix)
+    try:
+        await bus.emit(1)
+        await eventually(lambda: _count(bus, 1), what="delivery before the restart")
+
+        broker.stop()
+        await bus.emit(2, 3, 4)
+        # The relay cannot publish: the events wait in the outbox, committed.
+        assert await bus.pending() == 3
+
+        broker.start()  # same port; the in-memory broker has lost its topics and offsets
+        await eventually(lambda: _count(bus, 4), timeout=60, what="delivery after the restart")
+        assert await bus.pending() == 0
+        assert await bus.effects() == [(1, 1), (2, 1), (3, 1), (4, 1)]
+    finally:
+        await bus.close()
+        broker.stop()

@@ -1,0 +1,206 @@
+"""The whole product behind the gateway, all-in-one and split into one process per target.
+
+The same scenario runs in both modes: health through the gateway, register (auth) →
+tenant.created crosses the broker → usage subscribes the tenant, with the caller's request id
+as correlation id and its trace continued by the consumer.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from docuchat.devstack import free_port
+from docuchat.stack import SERVICES, DevStack, StackConfig
+from tests.helpers import eventually
+
+
+@pytest.fixture(scope="module", params=["all-in-one", "split"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevStack]:
+    config = StackConfig(
+        data_dir=tmp_path_factory.mktemp(f"stack-{request.param}"),
+        gateway_port=free_port(),
+        postgres_port=None,
+        kafka_port=None,
+        base_service_port=0,
+        split=request.param == "split",
+        fast_postgres=True,
+        environment="test",
+        kafka_session_timeout_ms=2000,
+        kafka_heartbeat_interval_ms=300,
+    )
+    stack = DevStack(config)
+    stack.start()
+    pids = [p.pid for p in stack.processes.values()] + [
+        stack.postgres.pid,
+        stack.broker.pid,
+        stack.gateway.pid,
+    ]
+    try:
+        yield stack
+    finally:
+        stack.stop()
+    alive = [
+        pid
+        for pid in pids
+        if pid and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    ]
+    assert alive == [], f"processes left behind: {alive}"
+
+
+@pytest.fixture
+async def gateway(stack: DevStack) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=stack.gateway_url, timeout=15)
+
+
+def _register_body() -> dict[str, str]:
+    return {
+        "email": f"owner-{uuid.uuid4().hex[:8]}@example.com",
+        "password": "correct horse battery staple",
+        "tenant_name": "Acme Research",
+    }
+
+
+async def test_health_through_the_gateway(gateway: httpx.AsyncClient) -> None:
+    assert (await gateway.get("/healthz")).status_code == 200
+    for service in SERVICES:
+        response = await gateway.get(f"/{service}/readyz")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["service"] == service
+        assert body["checks"]["database"]["status"] == "up"
+        assert body["checks"]["broker"]["status"] == "up"
+
+
+async def test_metrics_are_served_by_each_service_but_not_through_the_gateway(
+    stack: DevStack, gateway: httpx.AsyncClient
+) -> None:
+    assert (await gateway.get("/metrics")).status_code == 404
+    await gateway.get("/api/v1/plans")
+    async with httpx.AsyncClient() as direct:
+        text = (await direct.get(f"{stack.service_url('usage')}/metrics")).text
+    assert (
+        'docuchat_http_requests_total{method="GET",route="/api/v1/plans",service="usage",status="200"}'
+        in text
+    )
+    assert "docuchat_http_request_duration_seconds_bucket" in text
+
+
+async def test_tenant_created_crosses_the_broker_with_correlation_and_trace(
+    stack: DevStack, gateway: httpx.AsyncClient
+) -> None:
+    request_id = f"req-{uuid.uuid4().hex[:12]}"
+    trace_id = secrets.token_hex(16)
+    response = await gateway.post(
+        "/api/v1/auth/register",
+        json=_register_body(),
+        headers={
+            "X-Request-Id": request_id,
+            "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["x-request-id"] == request_id
+    registered = response.json()
+    token = registered["access_token"]
+    tenant_id = registered["tenant"]["id"]
+    assert registered["user"]["role"] == "owner"
+
+    async def subscribed() -> dict[str, object] | None:
+        r = await gateway.get("/api/v1/usage/plan", headers={"Authorization": f"Bearer {token}"})
+        return r.json() if r.status_code == 200 else None
+
+    plan = await eventually(subscribed, what="usage to subscribe the new tenant")
+    assert plan["tenant_id"] == tenant_id
+    assert plan["plan"]["id"] == "free"  # type: ignore[index]
+
+    # The usage consumer's log line carries the caller's request id and continues its trace.
+    log_file = stack.logs_dir / ("usage.log" if stack.config.split else "all.log")
+    handled = [
+        line
+        for line in _json_lines(log_file)
+        if line.get("event") == "event handled"
+        and line.get("event_type") == "tenant.created"
+        and line.get("tenant_id") == tenant_id
+    ]
+    assert len(handled) == 1, handled
+    assert handled[0]["correlation_id"] == request_id
+    assert handled[0]["trace_id"] == trace_id
+
+
+async def test_identity_is_verified_and_client_identity_headers_are_ignored(
+    gateway: httpx.AsyncClient,
+) -> None:
+    alice = (await gateway.post("/api/v1/auth/register", json=_register_body())).json()
+    bob = (await gateway.post("/api/v1/auth/register", json=_register_body())).json()
+
+    missing = await gateway.get("/api/v1/users/me")
+    assert missing.status_code == 401
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert missing.json()["code"] == "unauthorized"
+
+    forged = await gateway.get("/api/v1/users/me", headers={"Authorization": "Bearer not.a.jwt"})
+    assert forged.status_code == 401
+    assert forged.json()["code"] == "invalid_token"
+
+    # Bob's valid token, plus a client-sent identity header claiming to be Alice: the gateway
+    # replaces it with the identity auth verified.
+    me = await gateway.get(
+        "/api/v1/users/me",
+        headers={
+            "Authorization": f"Bearer {bob['access_token']}",
+            "X-DocuChat-Identity": alice["access_token"],
+        },
+    )
+    assert me.status_code == 200
+    assert me.json()["id"] == bob["user"]["id"]
+
+    # A public route with a spoofed identity header gets no identity from it.
+    spoof = await gateway.get(
+        "/api/v1/usage/plan", headers={"X-DocuChat-Identity": alice["access_token"]}
+    )
+    assert spoof.status_code == 401
+
+
+async def test_errors_are_problem_json_with_stable_codes(gateway: httpx.AsyncClient) -> None:
+    weak = await gateway.post(
+        "/api/v1/auth/register",
+        json={"email": "x@example.com", "password": "short", "tenant_name": "T"},
+    )
+    assert weak.status_code == 422
+    assert weak.json()["code"] == "weak_password"
+
+    invalid = await gateway.post("/api/v1/auth/register", json={"email": "nope"})
+    assert invalid.status_code == 422
+    problem = invalid.json()
+    assert problem["code"] == "validation_error"
+    assert {e["loc"][-1] for e in problem["errors"]} >= {"password", "tenant_name"}
+    assert "x-request-id" in invalid.headers
+
+    body = _register_body()
+    assert (await gateway.post("/api/v1/auth/register", json=body)).status_code == 201
+    again = await gateway.post(
+        "/api/v1/auth/register", json={**body, "email": body["email"].upper()}
+    )
+    assert again.status_code == 409
+    assert again.json()["code"] == "email_taken"
+
+
+def _json_lines(path: Path) -> list[dict[str, object]]:
+    lines = []
+    for raw in path.read_text(errors="replace").splitlines():
+        if raw.startswith("{"):
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                continue
+    return lines
