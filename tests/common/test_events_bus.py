@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from docuchat_common.context import bound_context
 from docuchat_common.db import Database
-from docuchat_common.events.bus import BrokerEpochWatchdog, create_broker
+from docuchat_common.events.bus import BrokerEpochWatchdog, create_broker, subscriber_restarter
 from docuchat_common.events.consumer import (
     DLQ_ATTEMPTS_HEADER,
     DLQ_ERROR_HEADER,
@@ -159,7 +159,10 @@ async def _bus(
     consumers.subscribe(topic, [event_cls], group="probe", handler=handle)
     await broker.start()
     await bus.relay.start()
-    bus.watchdog = BrokerEpochWatchdog(broker, bootstrap, interval=0.3)
+    # What a runtime does against an ephemeral broker (the dev stack's tansu).
+    bus.watchdog = BrokerEpochWatchdog(bootstrap, [topic, topic.dlq], interval=0.3)
+    bus.watchdog.on_new_epoch(bus.relay.replay)
+    bus.watchdog.on_new_epoch(subscriber_restarter(broker))
     await bus.watchdog.check()
     bus.watchdog.start()
     return bus

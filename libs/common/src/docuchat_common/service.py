@@ -19,7 +19,12 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from docuchat_common.db import Database, ensure_database, migrate
 from docuchat_common.errors import install_error_handlers
-from docuchat_common.events.bus import BrokerEpochWatchdog, ConsumerLagMonitor, create_broker
+from docuchat_common.events.bus import (
+    BrokerEpochWatchdog,
+    ConsumerLagMonitor,
+    create_broker,
+    subscriber_restarter,
+)
 from docuchat_common.events.consumer import EventConsumers
 from docuchat_common.events.envelope import Event
 from docuchat_common.events.outbox import Outbox, OutboxRelay
@@ -95,7 +100,7 @@ class ServiceRuntime:
         )
         self.lag_monitor = ConsumerLagMonitor(self.broker, name)
         self.epoch_watchdog = (
-            BrokerEpochWatchdog(self.broker, settings.kafka_bootstrap_servers)
+            BrokerEpochWatchdog(settings.kafka_bootstrap_servers, all_topics_with_dlq())
             if settings.kafka_ephemeral_broker
             else None
         )
@@ -160,7 +165,11 @@ class ServiceRuntime:
         if self.run_relay:
             await self.relay.start()
         self.lag_monitor.start()
-        if self.epoch_watchdog is not None and self.run_consumers:
+        if self.epoch_watchdog is not None:
+            if self.run_relay:
+                self.epoch_watchdog.on_new_epoch(self.relay.replay)
+            if self.run_consumers:
+                self.epoch_watchdog.on_new_epoch(subscriber_restarter(self.broker))
             self.epoch_watchdog.start()
         for hook in self._on_start:
             await hook(self)

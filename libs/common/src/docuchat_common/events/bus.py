@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -11,6 +12,7 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
 from docuchat_common.events.consumer import dead_letter_middleware
+from docuchat_common.events.topics import Topic, ensure_topics
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_LAG, registry
 from docuchat_common.settings import ServiceSettings
@@ -84,24 +86,31 @@ class ConsumerLagMonitor:
 
 EPOCH_TOPIC = "docuchat.broker-epoch"
 
+EpochCallback = Callable[[], Awaitable[None]]
+
 
 class BrokerEpochWatchdog:
-    """Re-reads subscribed partitions from the start when the broker has lost its state.
+    """Notices when the broker has lost its state, and lets the process recover.
 
     The embedded broker (tansu, memory storage) forgets every topic, message and committed
-    offset when it restarts, while our consumers keep their in-memory positions and would skip
-    the first messages of the re-created partitions. The first message of a one-partition
-    ``docuchat.broker-epoch`` topic names the broker's incarnation; when it changes (or the topic
-    is gone) every subscriber seeks to the beginning. Consumers are idempotent, so re-reading
-    is safe. Off for a durable Kafka (``kafka_ephemeral_broker``), where this never happens.
+    offset when it restarts. Consumers would keep stale positions and skip messages; messages
+    the old broker had accepted but nobody had read yet are gone. The first message of the
+    one-partition ``docuchat.broker-epoch`` topic names the broker's incarnation: when it
+    changes, the registered callbacks run (the relay replays its outbox, subscribers restart
+    from the earliest offset) and idempotent consumers make the replay harmless. Off for a
+    durable Kafka (``kafka_ephemeral_broker``), where none of this happens.
     """
 
-    def __init__(self, broker: KafkaBroker, bootstrap_servers: str, interval: float = 1.0) -> None:
-        self.broker = broker
+    def __init__(self, bootstrap_servers: str, topics: list[Topic], interval: float = 1.0) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.topics = topics
         self.interval = interval
         self.epoch: bytes | None = None
+        self._callbacks: list[EpochCallback] = []
         self._task: asyncio.Task[None] | None = None
+
+    def on_new_epoch(self, callback: EpochCallback) -> None:
+        self._callbacks.append(callback)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="broker-epoch-watchdog")
@@ -117,18 +126,9 @@ class BrokerEpochWatchdog:
 
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-        from docuchat_common.events.topics import Topic, ensure_topics
-
-        created = await ensure_topics(
+        await ensure_topics(
             self.bootstrap_servers, [Topic(EPOCH_TOPIC, 1, "broker incarnation marker")]
         )
-        if created:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers)
-            await producer.start()
-            try:
-                await producer.send_and_wait(EPOCH_TOPIC, uuid.uuid4().bytes)
-            finally:
-                await producer.stop()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
         )
@@ -136,25 +136,36 @@ class BrokerEpochWatchdog:
         try:
             tp = TopicPartition(EPOCH_TOPIC, 0)
             consumer.assign([tp])
-            consumer.seek(tp, 0)
-            record = await asyncio.wait_for(consumer.getone(), 10)
-            value: bytes = record.value
-            return value
+            for _ in range(2):
+                consumer.seek(tp, 0)
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                if batch.get(tp):
+                    value: bytes = batch[tp][0].value
+                    return value
+                # A new broker: mark it. If several processes race, the first message wins.
+                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers)
+                await producer.start()
+                try:
+                    await producer.send_and_wait(EPOCH_TOPIC, uuid.uuid4().bytes, partition=0)
+                finally:
+                    await producer.stop()
+            raise RuntimeError("broker epoch marker unreadable")
         finally:
             await consumer.stop()
 
     async def check(self) -> bool:
-        """Returns True when the broker turned out to be a new incarnation (and we rewound)."""
+        """True when the broker turned out to be a new incarnation (callbacks have run)."""
         epoch = await self.current_epoch()
         if self.epoch is None or epoch == self.epoch:
             self.epoch = epoch
             return False
+        log.warning("the broker lost its state (an in-memory broker restarted); recovering")
+        # Subscribing to a topic that does not exist yet would leave a consumer idle until its
+        # next metadata refresh (minutes): create them first.
+        await ensure_topics(self.bootstrap_servers, self.topics)
+        for callback in self._callbacks:
+            await callback()
         self.epoch = epoch
-        log.warning("broker lost its state (restarted in-memory broker); re-reading topics")
-        for sub in self.broker.subscribers:
-            consumer = getattr(sub, "consumer", None)
-            if consumer is not None and consumer.assignment():
-                await consumer.seek_to_beginning(*consumer.assignment())
         return True
 
     async def _run(self) -> None:
@@ -166,3 +177,15 @@ class BrokerEpochWatchdog:
             except Exception as exc:  # broker down: try again next round
                 log.debug("epoch check failed", error=str(exc))
             await asyncio.sleep(self.interval)
+
+
+def subscriber_restarter(broker: KafkaBroker) -> EpochCallback:
+    """Fresh consumers after a broker lost its state: no stale positions or membership; the
+    group's committed offsets are gone, so they start from the earliest message."""
+
+    async def restart() -> None:
+        for sub in broker.subscribers:
+            await sub.stop()
+            await sub.start()
+
+    return restart

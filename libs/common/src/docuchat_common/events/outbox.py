@@ -149,6 +149,18 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
 
+    async def replay(self) -> None:
+        """Publish everything again: the broker lost what it had (an in-memory broker restarted).
+        Consumers dedupe by event id, so only events they never saw take effect."""
+        async with self.database.transaction() as session:
+            result = await session.execute(
+                update(self.table)
+                .where(self.table.c.published_at.is_not(None))
+                .values(published_at=None)
+            )
+        log.warning("outbox replay after broker restart", events=getattr(result, "rowcount", None))
+        self.wake()
+
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were published."""
         t = self.table
