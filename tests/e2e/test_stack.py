@@ -136,6 +136,22 @@ async def test_tenant_created_crosses_the_broker_with_correlation_and_trace(
     assert handled[0]["correlation_id"] == request_id
     assert handled[0]["trace_id"] == trace_id
 
+    # Consumers are metered: messages by outcome, handling time, lag per partition.
+    async with httpx.AsyncClient() as direct:
+        metrics = (await direct.get(f"{stack.service_url('usage')}/metrics")).text
+    assert (
+        'docuchat_consumer_messages_total{group="usage.tenants",outcome="ok",service="usage",topic="docuchat.tenants"}'
+        in metrics
+    )
+    assert "docuchat_consumer_handle_seconds_count" in metrics
+
+    async def lag_reported() -> bool:
+        async with httpx.AsyncClient() as direct:
+            text = (await direct.get(f"{stack.service_url('usage')}/metrics")).text
+        return 'docuchat_consumer_lag_messages{group="usage.tenants"' in text
+
+    assert await eventually(lag_reported, timeout=15, what="the consumer lag gauge")
+
 
 async def test_identity_is_verified_and_client_identity_headers_are_ignored(
     gateway: httpx.AsyncClient,

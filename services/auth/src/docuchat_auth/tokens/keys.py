@@ -64,7 +64,8 @@ def _generate(keys_dir: Path) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    path = keys_dir / f"{int(time.time())}-{uuid.uuid4().hex[:8]}.pem"
+    # Zero-padded nanoseconds: file names sort in creation order, and the newest signs.
+    path = keys_dir / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.pem"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
