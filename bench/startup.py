@@ -42,9 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print(
-        f"{'mode':<12}{'run':<6}{'ready s':>10}{'stop s':>10}  (first run of a mode includes initdb)"
-    )
+    print(f"{'mode':<12}{'run':<6}{'ready s':>10}{'stop s':>10}  (run 0 includes initdb)")
     for split in (False, True):
         mode = "split" if split else "all-in-one"
         with tempfile.TemporaryDirectory() as tmp:

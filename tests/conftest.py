@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
 from docuchat_common.settings import ServiceSettings
 
 pytest_plugins = ["tests.fakes.fixtures"]

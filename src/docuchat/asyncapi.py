@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from docuchat_common.events.catalog import CATALOG
 from faststream.specification import AsyncAPI
 
 from docuchat.targets import build_runtimes
+from docuchat_common.events.catalog import CATALOG
 
 
 def asyncapi_document() -> dict[str, Any]:

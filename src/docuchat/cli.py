@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from docuchat_common.logging import configure_logging, get_logger
 
 app = typer.Typer(help="DocuChat: chat with your documents.", no_args_is_help=True)

@@ -16,9 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docuchat_common.events.topics import ensure_topics
-from docuchat_common.logging import get_logger
-
 from docuchat.devstack import (
     EmbeddedPostgres,
     ManagedProcess,
@@ -27,6 +24,8 @@ from docuchat.devstack import (
     free_port,
     http_ok,
 )
+from docuchat_common.events.topics import ensure_topics
+from docuchat_common.logging import get_logger
 
 log = get_logger(__name__)
 

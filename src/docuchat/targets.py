@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
+
 from docuchat_common.logging import get_logger
 from docuchat_common.service import ServiceRuntime
-from fastapi import FastAPI
 
 log = get_logger(__name__)
 

@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from docuchat_common.context import bound_context
 from docuchat_common.db import Database
 from docuchat_common.events.bus import BrokerEpochWatchdog, create_broker, subscriber_restarter
@@ -27,9 +30,6 @@ from docuchat_common.events.topics import Topic, ensure_topics
 from docuchat_common.settings import ServiceSettings
 from docuchat_usage.models import outbox as outbox_table
 from docuchat_usage.models import processed_events as processed_table
-from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from tests.helpers import eventually
 
 

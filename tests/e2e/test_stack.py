@@ -86,8 +86,7 @@ async def test_metrics_are_served_by_each_service_but_not_through_the_gateway(
 ) -> None:
     assert (await gateway.get("/metrics")).status_code == 404
     await gateway.get("/api/v1/plans")
-    async with httpx.AsyncClient() as direct:
-        text = (await direct.get(f"{stack.service_url('usage')}/metrics")).text
+    text = await _usage_metrics(stack)
     assert (
         'docuchat_http_requests_total{method="GET",route="/api/v1/plans",service="usage",status="200"}'
         in text
@@ -137,8 +136,7 @@ async def test_tenant_created_crosses_the_broker_with_correlation_and_trace(
     assert handled[0]["trace_id"] == trace_id
 
     # Consumers are metered: messages by outcome, handling time, lag per partition.
-    async with httpx.AsyncClient() as direct:
-        metrics = (await direct.get(f"{stack.service_url('usage')}/metrics")).text
+    metrics = await _usage_metrics(stack)
     assert (
         'docuchat_consumer_messages_total{group="usage.tenants",outcome="ok",service="usage",topic="docuchat.tenants"}'
         in metrics
@@ -146,9 +144,7 @@ async def test_tenant_created_crosses_the_broker_with_correlation_and_trace(
     assert "docuchat_consumer_handle_seconds_count" in metrics
 
     async def lag_reported() -> bool:
-        async with httpx.AsyncClient() as direct:
-            text = (await direct.get(f"{stack.service_url('usage')}/metrics")).text
-        return 'docuchat_consumer_lag_messages{group="usage.tenants"' in text
+        return 'docuchat_consumer_lag_messages{group="usage.tenants"' in await _usage_metrics(stack)
 
     assert await eventually(lag_reported, timeout=15, what="the consumer lag gauge")
 
@@ -209,6 +205,12 @@ async def test_errors_are_problem_json_with_stable_codes(gateway: httpx.AsyncCli
     )
     assert again.status_code == 409
     assert again.json()["code"] == "email_taken"
+
+
+async def _usage_metrics(stack: DevStack) -> str:
+    """The usage service's /metrics, read directly (the gateway does not expose it)."""
+    async with httpx.AsyncClient() as direct:
+        return (await direct.get(f"{stack.service_url('usage')}/metrics")).text
 
 
 def _json_lines(path: Path) -> list[dict[str, object]]:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from docuchat_common.events.catalog import TenantCreated, TenantDeleted, UserCreated, UserDeleted
-from docuchat_common.identity import JWKSCache, TokenVerifier
-from docuchat_common.service import ServiceRuntime
-
 from docuchat_auth.accounts.router import router as accounts_router
 from docuchat_auth.models import metadata
 from docuchat_auth.settings import AuthSettings
 from docuchat_auth.tokens.keys import KeyRing
 from docuchat_auth.tokens.router import router as tokens_router
 from docuchat_auth.tokens.service import TokenService
+from docuchat_common.events.catalog import TenantCreated, TenantDeleted, UserCreated, UserDeleted
+from docuchat_common.identity import JWKSCache, TokenVerifier
+from docuchat_common.service import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

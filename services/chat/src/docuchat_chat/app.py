@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from docuchat_common.events.catalog import MessageCompleted, TokensConsumed
-from docuchat_common.service import ServiceRuntime
-
 from docuchat_chat.models import metadata
 from docuchat_chat.settings import ChatSettings
+from docuchat_common.events.catalog import MessageCompleted, TokensConsumed
+from docuchat_common.service import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import DeclarativeBase
+
 from docuchat_common.db import new_metadata
 from docuchat_common.events.tables import outbox_table, processed_events_table
-from sqlalchemy.orm import DeclarativeBase
 
 metadata = new_metadata()
 outbox = outbox_table(metadata)

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from docuchat_common.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from docuchat_common.settings import ServiceSettings
 
 
 class ChatSettings(ServiceSettings):

@@ -17,7 +17,6 @@ from docuchat_common.events.catalog import (
     TokensConsumed,
 )
 from docuchat_common.service import ServiceRuntime
-
 from docuchat_ingest.models import metadata
 from docuchat_ingest.settings import IngestSettings
 

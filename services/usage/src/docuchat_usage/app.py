@@ -6,7 +6,6 @@ from pathlib import Path
 
 from docuchat_common.events.catalog import QuotaChanged
 from docuchat_common.service import ServiceRuntime
-
 from docuchat_usage.models import metadata
 from docuchat_usage.plans.router import router as plans_router
 from docuchat_usage.settings import UsageSettings

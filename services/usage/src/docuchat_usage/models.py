@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from docuchat_common.db import new_metadata
-from docuchat_common.events.tables import outbox_table, processed_events_table
 from sqlalchemy import ARRAY, BigInteger, DateTime, ForeignKey, Integer, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from docuchat_common.db import new_metadata
+from docuchat_common.events.tables import outbox_table, processed_events_table
 
 metadata = new_metadata()
 outbox = outbox_table(metadata)

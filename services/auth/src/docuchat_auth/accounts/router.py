@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from docuchat_common.identity import CurrentIdentity
-from docuchat_common.service import DbSession, runtime_of
 from fastapi import APIRouter, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_auth.accounts.schemas import RegisterIn, RegisterOut, UserOut
 from docuchat_auth.accounts.service import AccountService
 from docuchat_auth.tokens.service import TokenService
+from docuchat_common.identity import CurrentIdentity
+from docuchat_common.service import DbSession, runtime_of
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 

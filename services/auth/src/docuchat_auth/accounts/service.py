@@ -4,14 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from docuchat_common.errors import Conflict, NotFound, Unprocessable
-from docuchat_common.events.catalog import (
-    TenantCreated,
-    TenantCreatedData,
-    UserCreated,
-    UserCreatedData,
-)
-from docuchat_common.events.outbox import Outbox
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +14,14 @@ from docuchat_auth.models import User
 from docuchat_auth.settings import AuthSettings
 from docuchat_auth.tokens.repository import RefreshTokenRepository
 from docuchat_auth.tokens.service import TokenService
+from docuchat_common.errors import Conflict, NotFound, Unprocessable
+from docuchat_common.events.catalog import (
+    TenantCreated,
+    TenantCreatedData,
+    UserCreated,
+    UserCreatedData,
+)
+from docuchat_common.events.outbox import Outbox
 
 SOURCE = "auth"
 

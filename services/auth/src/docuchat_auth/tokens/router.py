@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from docuchat_common.errors import Unauthorized
-from docuchat_common.identity import IDENTITY_HEADER, verifier_from
-from docuchat_common.service import runtime_of
 from fastapi import APIRouter, Request, Response
 
 from docuchat_auth.tokens.keys import KeyRing
 from docuchat_auth.tokens.service import TokenService
+from docuchat_common.errors import Unauthorized
+from docuchat_common.identity import IDENTITY_HEADER, verifier_from
+from docuchat_common.service import runtime_of
 
 router = APIRouter(tags=["tokens"])
 

@@ -7,13 +7,12 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from docuchat_common.identity import INTERNAL_AUDIENCE, Identity
-
 from docuchat_auth.accounts.schemas import TokenPair
 from docuchat_auth.models import User
 from docuchat_auth.settings import AuthSettings
 from docuchat_auth.tokens.keys import KeyRing
 from docuchat_auth.tokens.repository import RefreshTokenRepository
+from docuchat_common.identity import INTERNAL_AUDIENCE, Identity
 
 REFRESH_TOKEN_BYTES = 32
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from docuchat_common.service import DbSession
 from fastapi import APIRouter
 
+from docuchat_common.service import DbSession
 from docuchat_usage.plans.repository import PlanRepository
 from docuchat_usage.plans.schemas import PlanList
 from docuchat_usage.plans.service import PlanService

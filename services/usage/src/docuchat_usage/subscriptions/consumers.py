@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from docuchat_common.events.catalog import TenantCreated, TenantDeleted
 from docuchat_common.events.topics import TENANTS
 from docuchat_common.service import ServiceRuntime
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from docuchat_usage.subscriptions.dependencies import subscription_service
 
 GROUP = "usage.tenants"

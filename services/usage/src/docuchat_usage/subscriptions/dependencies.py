@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from docuchat_common.service import ServiceRuntime
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from docuchat_common.service import ServiceRuntime
 from docuchat_usage.plans.repository import PlanRepository
 from docuchat_usage.settings import UsageSettings
 from docuchat_usage.subscriptions.repository import SubscriptionRepository

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from docuchat_common.identity import CurrentIdentity
-from docuchat_common.service import DbSession, Runtime
 from fastapi import APIRouter
 
+from docuchat_common.identity import CurrentIdentity
+from docuchat_common.service import DbSession, Runtime
 from docuchat_usage.subscriptions.dependencies import subscription_service
 from docuchat_usage.subscriptions.schemas import SubscriptionOut
 

@@ -4,7 +4,6 @@ import uuid
 
 from docuchat_common.errors import NotFound
 from docuchat_common.logging import get_logger
-
 from docuchat_usage.plans.repository import PlanRepository
 from docuchat_usage.plans.service import plan_out
 from docuchat_usage.subscriptions.repository import SubscriptionRepository

@@ -8,6 +8,7 @@ Create Date: 2026-11-23
 from collections.abc import Sequence
 
 from alembic import op
+
 from docuchat_common.events.tables import create_event_tables, drop_event_tables
 
 revision: str = "0001"

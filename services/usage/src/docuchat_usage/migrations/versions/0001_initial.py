@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from docuchat_common.events.tables import create_event_tables, drop_event_tables
 from sqlalchemy.dialects import postgresql
+
+from docuchat_common.events.tables import create_event_tables, drop_event_tables
 
 revision: str = "0001"
 down_revision: str | None = None
