@@ -159,6 +159,7 @@ async def test_identity_is_verified_and_client_identity_headers_are_ignored(
     assert missing.status_code == 401
     assert missing.headers["content-type"].startswith("application/problem+json")
     assert missing.json()["code"] == "unauthorized"
+    assert missing.json()["instance"] == "/api/v1/users/me"
 
     forged = await gateway.get("/api/v1/users/me", headers={"Authorization": "Bearer not.a.jwt"})
     assert forged.status_code == 401

@@ -154,6 +154,11 @@ def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _instance(request: Request) -> str:
+    # Behind forward-auth the failing request is the client's, not /internal/forward-auth.
+    return request.headers.get("x-forwarded-uri") or request.url.path
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DocuChatError)
     async def _docuchat_error(request: Request, exc: DocuChatError) -> JSONResponse:
@@ -166,7 +171,7 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.detail,
             headers=exc.headers,
             extra=exc.extra,
-            instance=request.url.path,
+            instance=_instance(request),
         )
 
     @app.exception_handler(RequestValidationError)
@@ -177,7 +182,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "Request is not valid",
             "One or more fields are invalid; see errors.",
             extra={"errors": _validation_errors(exc.errors())},
-            instance=request.url.path,
+            instance=_instance(request),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -190,7 +195,7 @@ def install_error_handlers(app: FastAPI) -> None:
             title,
             detail,
             headers=getattr(exc, "headers", None),
-            instance=request.url.path,
+            instance=_instance(request),
         )
 
     @app.exception_handler(Exception)
@@ -201,5 +206,5 @@ def install_error_handlers(app: FastAPI) -> None:
             "internal_error",
             "Internal server error",
             "An unexpected error occurred; quote the request id when reporting it.",
-            instance=request.url.path,
+            instance=_instance(request),
         )
