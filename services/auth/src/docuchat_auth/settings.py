@@ -23,3 +23,29 @@ class AuthSettings(ServiceSettings):
     internal_token_ttl_seconds: int = 60
     refresh_token_ttl_days: int = 30
     password_min_length: int = 10
+
+    # Email: the dev adapter writes to a file; set smtp_host to send for real.
+    mail_file: Path = Path(".docuchat/mail/outbox.jsonl")
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = "DocuChat <no-reply@docuchat.local>"
+    # Where links in emails point (password reset, invitations).
+    public_url: str = "http://localhost:8080"
+
+    # One-time secrets.
+    email_code_ttl_seconds: int = 10 * 60
+    email_code_max_attempts: int = 5
+    password_reset_ttl_seconds: int = 30 * 60
+    invite_ttl_seconds: int = 7 * 24 * 3600
+
+    # Brute force: per account and per client IP, counted in Postgres (shared by replicas).
+    max_failures_per_account: int = 5
+    max_failures_per_ip: int = 50
+    failure_window_seconds: int = 15 * 60
+    lockout_seconds: int = 15 * 60
+
+    # API keys: how long a resolved key may be trusted without a database read. Revocation
+    # takes effect within this bound (the issue asks for 5 s).
+    api_key_cache_seconds: float = 2.0
