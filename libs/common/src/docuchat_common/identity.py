@@ -39,6 +39,8 @@ class Identity:
     scopes: frozenset[str] = field(default_factory=frozenset)
     token_id: str | None = None
     via: Literal["access_token", "api_key"] = "access_token"
+    # The refresh-token family (login session) an access token belongs to, when it has one.
+    session_id: str | None = None
     raw_token: str | None = field(default=None, repr=False, compare=False)
 
     def has_scope(self, scope: str) -> bool:
@@ -150,6 +152,7 @@ class TokenVerifier:
                 scopes=frozenset(claims.get("scopes", [])),
                 token_id=claims.get("jti"),
                 via="api_key" if claims.get("via") == "api_key" else "access_token",
+                session_id=claims.get("sid"),
                 raw_token=token,
             )
         except (KeyError, ValueError) as exc:
@@ -192,19 +195,24 @@ async def current_identity(request: Request) -> Identity:
 CurrentIdentity = Annotated[Identity, Depends(current_identity)]
 
 
-def require_role(role: Role) -> Callable[[Identity], Awaitable[Identity]]:
+def require(
+    role: Role | None = None, scope: str | None = None
+) -> Callable[[Identity], Awaitable[Identity]]:
+    """A guard: the caller has at least ``role``, and an API key caller has ``scope``."""
+
     async def guard(identity: CurrentIdentity) -> Identity:
-        if not identity.at_least(role):
+        if role is not None and not identity.at_least(role):
             raise Forbidden(f"requires the {role} role", code="insufficient_role")
-        return identity
-
-    return guard
-
-
-def require_scope(scope: str) -> Callable[[Identity], Awaitable[Identity]]:
-    async def guard(identity: CurrentIdentity) -> Identity:
-        if identity.via == "api_key" and not identity.has_scope(scope):
+        if scope is not None and identity.via == "api_key" and not identity.has_scope(scope):
             raise Forbidden(f"API key lacks the {scope!r} scope", code="insufficient_scope")
         return identity
 
     return guard
+
+
+def require_role(role: Role) -> Callable[[Identity], Awaitable[Identity]]:
+    return require(role=role)
+
+
+def require_scope(scope: str) -> Callable[[Identity], Awaitable[Identity]]:
+    return require(scope=scope)

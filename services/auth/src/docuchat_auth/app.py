@@ -10,6 +10,7 @@ from docuchat_auth.mail import FileMailSender, MailSender, SmtpMailSender
 from docuchat_auth.models import metadata
 from docuchat_auth.sessions.router import router as sessions_router
 from docuchat_auth.settings import AuthSettings
+from docuchat_auth.tenants import consumers as tenant_consumers
 from docuchat_auth.tenants.router import router as tenants_router
 from docuchat_auth.throttling import Throttler
 from docuchat_auth.tokens.keys import KeyRing
@@ -47,6 +48,7 @@ def build_runtime(settings: AuthSettings | None = None) -> ServiceRuntime:
         publishes=[TenantCreated, TenantDeleted, UserCreated, UserDeleted],
     )
     keys = KeyRing.from_settings(settings)
+    tenant_consumers.register(runtime)
     runtime.state["keys"] = keys
     runtime.state["tokens"] = TokenService(keys, settings)
     runtime.state["mail"] = mail_sender(settings)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_auth.models import Tenant, User
@@ -36,7 +36,26 @@ class AccountRepository:
         await self.session.flush()
         return user
 
+    async def owners(self, tenant_id: uuid.UUID) -> int:
+        return int(
+            await self.session.scalar(
+                select(func.count()).where(User.tenant_id == tenant_id, User.role == "owner")
+            )
+            or 0
+        )
+
+    async def delete_user(self, user: User) -> None:
+        await self.session.delete(user)
+        await self.session.flush()
+
     async def user_in_tenant(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> User | None:
         return await self.session.scalar(
             select(User).where(User.id == user_id, User.tenant_id == tenant_id)
         )
+
+    async def user_by_email(self, email: str) -> User | None:
+        """``email`` normalised, as stored."""
+        return await self.session.scalar(select(User).where(User.email == email))
+
+    async def user_by_id(self, user_id: uuid.UUID) -> User | None:
+        return await self.session.get(User, user_id)

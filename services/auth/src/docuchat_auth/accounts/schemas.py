@@ -35,3 +35,12 @@ class TokenPair(BaseModel):
 class RegisterOut(TokenPair):
     user: UserOut
     tenant: TenantOut
+
+
+class ProfilePatch(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)

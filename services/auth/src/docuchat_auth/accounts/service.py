@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_auth.accounts import passwords
 from docuchat_auth.accounts.repository import AccountRepository
-from docuchat_auth.accounts.schemas import RegisterIn, RegisterOut, TenantOut, UserOut
+from docuchat_auth.accounts.schemas import (
+    PasswordChange,
+    ProfilePatch,
+    RegisterIn,
+    RegisterOut,
+    TenantOut,
+    UserOut,
+)
 from docuchat_auth.models import User
 from docuchat_auth.settings import AuthSettings
 from docuchat_auth.tokens.repository import RefreshTokenRepository
 from docuchat_auth.tokens.service import TokenService
-from docuchat_common.errors import Conflict, NotFound, Unprocessable
+from docuchat_common.errors import Conflict, Forbidden, NotFound, Unprocessable
 from docuchat_common.events.catalog import (
     TenantCreated,
     TenantCreatedData,
     UserCreated,
     UserCreatedData,
+    UserDeleted,
+    UserDeletedData,
 )
 from docuchat_common.events.outbox import Outbox
+from docuchat_common.identity import Identity
 
 SOURCE = "auth"
 
@@ -92,8 +103,48 @@ class AccountService:
             tenant=TenantOut(id=tenant.id, name=tenant.name),
         )
 
-    async def profile(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> UserOut:
-        user = await self.accounts.user_in_tenant(user_id, tenant_id)
-        if user is None:
-            raise NotFound("user not found")
+    async def _user(self, identity: Identity) -> User:
+        user = await self.accounts.user_in_tenant(identity.user_id, identity.tenant_id)
+        if user is None:  # deleted since the token was issued
+            raise NotFound("user not found", code="user_not_found")
+        return user
+
+    async def profile(self, identity: Identity) -> UserOut:
+        return user_out(await self._user(identity))
+
+    async def update_profile(self, identity: Identity, patch: ProfilePatch) -> UserOut:
+        user = await self._user(identity)
+        if patch.name is not None:
+            user.name = patch.name.strip() or None
         return user_out(user)
+
+    async def change_password(self, identity: Identity, body: PasswordChange) -> None:
+        """New password; every other session of the user ends (the caller's own stays)."""
+        user = await self._user(identity)
+        if user.password_hash is None or not await passwords.verify_password(
+            user.password_hash, body.current_password
+        ):
+            raise Forbidden("the current password is wrong", code="wrong_password")
+        passwords.check_policy(
+            body.new_password, min_length=self.settings.password_min_length, email=user.email
+        )
+        user.password_hash = await passwords.hash_password(body.new_password)
+        user.password_changed_at = datetime.now(UTC)
+        keep = uuid.UUID(identity.session_id) if identity.session_id else None
+        await self.refresh_tokens.revoke_user(user.id, except_family=keep)
+
+    async def delete_account(self, identity: Identity) -> None:
+        """The user and everything auth holds for them go; user.deleted tells the others."""
+        user = await self._user(identity)
+        if user.role == "owner" and await self.accounts.owners(user.tenant_id) == 1:
+            raise Conflict(
+                "the last owner cannot leave: transfer ownership or delete the tenant",
+                code="last_owner",
+            )
+        await self.accounts.delete_user(user)
+        await self.outbox.add(
+            self.session,
+            UserDeleted(
+                tenant_id=user.tenant_id, source=SOURCE, data=UserDeletedData(user_id=user.id)
+            ),
+        )

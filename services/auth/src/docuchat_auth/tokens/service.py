@@ -26,14 +26,19 @@ class TokenService:
         self.keys = keys
         self.settings = settings
 
-    def access_token(self, user: User, scopes: list[str] | None = None) -> str:
+    def access_token(
+        self, user: User, scopes: list[str] | None = None, session_id: uuid.UUID | None = None
+    ) -> str:
+        claims: dict[str, object] = {
+            "sub": str(user.id),
+            "tid": str(user.tenant_id),
+            "role": user.role,
+            "scopes": scopes or ["read", "write", "chat"],
+        }
+        if session_id is not None:
+            claims["sid"] = str(session_id)
         return self.keys.sign(
-            {
-                "sub": str(user.id),
-                "tid": str(user.tenant_id),
-                "role": user.role,
-                "scopes": scopes or ["read", "write", "chat"],
-            },
+            claims,
             audience=self.settings.jwt_audience,
             ttl_seconds=self.settings.access_token_ttl_seconds,
         )
@@ -47,6 +52,7 @@ class TokenService:
                 "role": identity.role,
                 "scopes": sorted(identity.scopes),
                 "via": identity.via,
+                **({"sid": identity.session_id} if identity.session_id else {}),
             },
             audience=INTERNAL_AUDIENCE,
             ttl_seconds=self.settings.internal_token_ttl_seconds,
@@ -56,15 +62,16 @@ class TokenService:
         self, user: User, refresh_tokens: RefreshTokenRepository, family_id: uuid.UUID | None = None
     ) -> TokenPair:
         refresh = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+        family_id = family_id or uuid.uuid4()
         await refresh_tokens.add(
             token_hash=hash_refresh_token(refresh),
-            family_id=family_id or uuid.uuid4(),
+            family_id=family_id,
             user_id=user.id,
             tenant_id=user.tenant_id,
             expires_at=datetime.now(UTC) + timedelta(days=self.settings.refresh_token_ttl_days),
         )
         return TokenPair(
-            access_token=self.access_token(user),
+            access_token=self.access_token(user, session_id=family_id),
             refresh_token=refresh,
             expires_in=self.settings.access_token_ttl_seconds,
         )
