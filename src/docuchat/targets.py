@@ -150,6 +150,9 @@ async def serve(served: list[Served]) -> None:
                 lifespan="on",
                 timeout_graceful_shutdown=20,
                 proxy_headers=True,
+                # Whose X-Forwarded-For to believe (the gateway's address): client IPs feed the
+                # per-IP brute-force limits.
+                forwarded_allow_ips=os.environ.get("DOCUCHAT_FORWARDED_ALLOW_IPS", "127.0.0.1"),
             )
         )
         for s in served
