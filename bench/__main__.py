@@ -1,6 +1,7 @@
 """Run every benchmark: ``make bench``."""
 
-from bench import startup
+from bench import auth, startup
 
 if __name__ == "__main__":
     startup.main()
+    auth.main()

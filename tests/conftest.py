@@ -129,16 +129,26 @@ def templates(infra: Infra) -> dict[str, str]:
     return names
 
 
+class _TestDatabases(dict[str, str]):
+    """Fresh migrated databases for one test, cloned when a test first asks for a service's."""
+
+    def __init__(self, infra: Infra, templates: dict[str, str]) -> None:
+        super().__init__()
+        self.infra = infra
+        self.templates = templates
+        self.suffix = uuid.uuid4().hex[:10]
+
+    def __missing__(self, service: str) -> str:
+        name = f"t_{service}_{self.suffix}"
+        self.infra.create_database(name, self.templates[service])
+        self[service] = self.infra.async_url(name)
+        return self[service]
+
+
 @pytest.fixture
 def databases(infra: Infra, templates: dict[str, str]) -> dict[str, str]:
-    """Fresh databases for this test, one per service, already migrated."""
-    suffix = uuid.uuid4().hex[:10]
-    urls = {}
-    for service, template in templates.items():
-        name = f"t_{service}_{suffix}"
-        infra.create_database(name, template)
-        urls[service] = infra.async_url(name)
-    return urls
+    """This test's databases by service name, already migrated."""
+    return _TestDatabases(infra, templates)
 
 
 @pytest.fixture

@@ -83,6 +83,11 @@ class DevStack:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     @property
+    def mail_file(self) -> Path:
+        """Where the dev mail sender writes (codes, reset links, invitations)."""
+        return self.data_dir / "mail" / "outbox.jsonl"
+
+    @property
     def gateway_url(self) -> str:
         return self.gateway.url
 
@@ -98,6 +103,7 @@ class DevStack:
             "DOCUCHAT_KAFKA_HEARTBEAT_INTERVAL_MS": str(cfg.kafka_heartbeat_interval_ms),
             "DOCUCHAT_JWKS_URL": f"{self.service_url('auth')}/.well-known/jwks.json",
             "DOCUCHAT_AUTH_KEYS_DIR": str(self.data_dir / "auth-keys"),
+            "DOCUCHAT_AUTH_MAIL_FILE": str(self.mail_file),
             "DOCUCHAT_RELAY_PORT": str(self.ports["relay"]),
             "DOCUCHAT_INGEST_WORKER_PORT": str(self.ports["ingest-worker"]),
             "PYTHONUNBUFFERED": "1",

@@ -44,7 +44,10 @@ class AuthService:
 
 @pytest.fixture
 async def auth(settings_for: Any, tmp_path: Path) -> AsyncIterator[AuthService]:
-    settings: AuthSettings = settings_for(AuthSettings, "auth", mail_file=tmp_path / "mail.jsonl")
+    # No consumers: joining a consumer group costs seconds per test and auth tests need none.
+    settings: AuthSettings = settings_for(
+        AuthSettings, "auth", mail_file=tmp_path / "mail.jsonl", consume_events=False
+    )
     runtime = build_runtime(settings)
     app = runtime.create_app()
     async with app.router.lifespan_context(app):

@@ -195,3 +195,23 @@ async def test_deleting_the_tenant_publishes_tenant_deleted_and_removes_its_user
             },
         )
     ).status_code == 201
+
+
+async def test_a_removed_members_api_keys_stop_working(auth: AuthService) -> None:
+    owner = await auth.register("keeper@example.com")
+    admin, admin_token = await add_member(auth, owner["tenant"]["id"], "admin")
+    created = await auth.client.post(
+        "/api/v1/api-keys", json={"name": "mine"}, headers=auth.bearer(admin_token)
+    )
+    assert created.status_code == 201
+    key = created.json()["key"]
+    assert (
+        await auth.client.get("/internal/forward-auth", headers=auth.bearer(key))
+    ).status_code == 200
+    await auth.client.delete(
+        f"/api/v1/tenant/members/{admin.id}", headers=auth.bearer(owner["access_token"])
+    )
+    listed = (
+        await auth.client.get("/api/v1/api-keys", headers=auth.bearer(owner["access_token"]))
+    ).json()["items"]
+    assert [k["revoked"] for k in listed] == [True]

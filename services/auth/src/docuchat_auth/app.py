@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from docuchat_auth.accounts.router import router as accounts_router
+from docuchat_auth.api_keys.resolver import ApiKeyResolver
 from docuchat_auth.api_keys.router import router as api_keys_router
 from docuchat_auth.mail import FileMailSender, MailSender, SmtpMailSender
 from docuchat_auth.models import metadata
@@ -52,6 +53,7 @@ def build_runtime(settings: AuthSettings | None = None) -> ServiceRuntime:
     runtime.state["keys"] = keys
     runtime.state["tokens"] = TokenService(keys, settings)
     runtime.state["mail"] = mail_sender(settings)
+    runtime.state["api_key_resolver"] = ApiKeyResolver(cache_seconds=settings.api_key_cache_seconds)
     runtime.state["throttler"] = Throttler(
         runtime.database,
         window_seconds=settings.failure_window_seconds,

@@ -45,6 +45,8 @@ class AuthSettings(ServiceSettings):
     max_failures_per_ip: int = 50
     failure_window_seconds: int = 15 * 60
     lockout_seconds: int = 15 * 60
+    # Codes and reset links one address may be sent per window.
+    max_mails_per_account: int = 5
 
     # API keys: how long a resolved key may be trusted without a database read. Revocation
     # takes effect within this bound (the issue asks for 5 s).

@@ -1,8 +1,10 @@
-"""Brute-force limits: failed attempts counted per account and per client IP, in Postgres.
+"""Brute-force limits: attempts counted per account and per client IP, in Postgres.
 
-Failures are recorded in their own transaction: the request that failed is rolled back (it
-answers 401), the count must survive it. Once a key reaches its limit within the window it is
-locked: the next attempt answers 429 with Retry-After, even with the right password.
+An attempt is counted *before* the credential is checked, atomically, in its own transaction:
+parallel guesses cannot slip past the limit between a check and a count, and the count survives
+the failed request's rollback. A success clears the account's count and gives the IP its
+attempt back, so the IP counter only ever holds failures. Once a key goes over its limit within
+the window it is locked: attempts answer 429 with Retry-After, even with the right password.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import and_, case, delete, or_, update
 from sqlalchemy.dialects.postgresql import insert
 
 from docuchat_auth.models import Throttle
@@ -30,52 +32,64 @@ class Throttler:
         self.window = timedelta(seconds=window_seconds)
         self.lockout = timedelta(seconds=lockout_seconds)
 
-    async def check(self, *limits: Limit) -> None:
-        """Raise 429 when any of the keys is locked."""
+    async def attempt(self, *limits: Limit) -> None:
+        """Count one attempt against every limit; 429 when any is (now) over."""
         now = datetime.now(UTC)
-        async with self.database.transaction() as session:
-            rows = (
-                await session.scalars(
-                    select(Throttle).where(Throttle.key.in_([limit.key for limit in limits]))
-                )
-            ).all()
-        locked = [r.locked_until for r in rows if r.locked_until and r.locked_until > now]
-        if locked:
-            raise RateLimited(
-                "too many failed attempts; try again later",
-                retry_after=(max(locked) - now).total_seconds(),
-            )
-
-    async def fail(self, *limits: Limit) -> None:
-        now = datetime.now(UTC)
+        locked_until: list[datetime] = []
         async with self.database.transaction() as session:
             for limit in limits:
-                expired = Throttle.window_started_at < now - self.window
+                # A fresh window once the old one has passed and no lock holds.
+                fresh = and_(
+                    Throttle.window_started_at < now - self.window,
+                    or_(Throttle.locked_until.is_(None), Throttle.locked_until < now),
+                )
                 stmt = (
                     insert(Throttle)
                     .values(key=limit.key, failures=1, window_started_at=now)
                     .on_conflict_do_update(
                         index_elements=[Throttle.key],
                         set_={
-                            # A new window once the old one has passed; otherwise count on.
-                            "failures": case((expired, 1), else_=Throttle.failures + 1),
+                            "failures": case((fresh, 1), else_=Throttle.failures + 1),
                             "window_started_at": case(
-                                (expired, now), else_=Throttle.window_started_at
+                                (fresh, now), else_=Throttle.window_started_at
                             ),
+                            "locked_until": case((fresh, None), else_=Throttle.locked_until),
                         },
                     )
-                    .returning(Throttle.failures)
+                    .returning(Throttle.failures, Throttle.locked_until)
                 )
-                failures = (await session.execute(stmt)).scalar_one()
-                if failures >= limit.max_failures:
+                failures, locked = (await session.execute(stmt)).one()
+                if locked is not None and locked > now:
+                    locked_until.append(locked)
+                elif failures > limit.max_failures:
+                    locked = now + self.lockout
                     await session.execute(
                         update(Throttle)
                         .where(Throttle.key == limit.key)
-                        .values(locked_until=now + self.lockout)
+                        .values(locked_until=locked)
                     )
-
-    async def succeed(self, *limits: Limit) -> None:
-        async with self.database.transaction() as session:
-            await session.execute(
-                delete(Throttle).where(Throttle.key.in_([limit.key for limit in limits]))
+                    locked_until.append(locked)
+        if locked_until:
+            raise RateLimited(
+                "too many failed attempts; try again later",
+                retry_after=(max(locked_until) - now).total_seconds(),
             )
+
+    async def succeed(self, *clear: Limit, refund: tuple[Limit, ...] = ()) -> None:
+        """The credential was right: ``clear`` counters start over, ``refund`` ones get this
+        attempt back (an IP shared by many users must only count failures)."""
+        async with self.database.transaction() as session:
+            if clear:
+                await session.execute(
+                    delete(Throttle).where(Throttle.key.in_([limit.key for limit in clear]))
+                )
+            if refund:
+                await session.execute(
+                    update(Throttle)
+                    .where(
+                        Throttle.key.in_([limit.key for limit in refund]),
+                        Throttle.failures > 0,
+                        Throttle.locked_until.is_(None),
+                    )
+                    .values(failures=Throttle.failures - 1)
+                )

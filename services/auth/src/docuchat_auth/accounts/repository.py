@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from docuchat_auth.models import Tenant, User
+from docuchat_auth.models import ApiKey, Tenant, User
 
 
 class AccountRepository:
@@ -45,6 +45,13 @@ class AccountRepository:
         )
 
     async def delete_user(self, user: User) -> None:
+        """The user goes with their sessions (cascade) and the API keys they made: keys die
+        with the person who made them, like personal access tokens."""
+        await self.session.execute(
+            update(ApiKey)
+            .where(ApiKey.created_by == user.id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        )
         await self.session.delete(user)
         await self.session.flush()
 

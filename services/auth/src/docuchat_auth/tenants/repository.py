@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_auth.models import OneTimeSecret, Tenant, User
@@ -53,6 +53,3 @@ class TenantRepository:
     async def add_secret(self, secret: OneTimeSecret) -> None:
         self.session.add(secret)
         await self.session.flush()
-
-    async def delete_member(self, user: User) -> None:
-        await self.session.execute(delete(User).where(User.id == user.id))

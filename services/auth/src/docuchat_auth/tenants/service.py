@@ -211,7 +211,7 @@ class TenantService:
                 self._may_assign(identity, "owner")
             if await self.tenants.count_owners(identity.tenant_id) == 1:
                 raise Conflict("the last owner cannot leave", code="last_owner")
-        await self.tenants.delete_member(user)
+        await self.accounts.delete_user(user)
         await self.outbox.add(
             self.session,
             UserDeleted(
