@@ -37,12 +37,14 @@ class AccountRepository:
         return user
 
     async def owners(self, tenant_id: uuid.UUID) -> int:
-        return int(
-            await self.session.scalar(
-                select(func.count()).where(User.tenant_id == tenant_id, User.role == "owner")
-            )
-            or 0
+        """How many owners the tenant has, with their rows locked until commit: two owners
+        demoting each other at once cannot both see the other as the remaining owner."""
+        rows = await self.session.scalars(
+            select(User.id)
+            .where(User.tenant_id == tenant_id, User.role == "owner")
+            .with_for_update()
         )
+        return len(rows.all())
 
     async def delete_user(self, user: User) -> None:
         """The user goes with their sessions (cascade) and the API keys they made: keys die

@@ -226,8 +226,8 @@ class SessionService:
         token = secrets.token_urlsafe(RESET_TOKEN_BYTES)
         token_hash = hash_one_time_token(token)
         user = await self.accounts.user_by_email(email)
-        # Unknown emails skip a row and a mail: milliseconds with the file sender (see the
-        # report on SMTP); the answer itself is the same.
+        # Unknown emails skip a row and a mail. The answer is the same; the timing differs by a
+        # mail send (a known limit with SMTP: sending after commit, from a queue, would close it).
         if user is None:
             return
         ttl = self.settings.password_reset_ttl_seconds

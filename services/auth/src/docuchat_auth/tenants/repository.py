@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_auth.models import OneTimeSecret, Tenant, User
@@ -36,14 +36,6 @@ class TenantRepository:
     async def member(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
         return await self.session.scalar(
             select(User).where(User.tenant_id == tenant_id, User.id == user_id)
-        )
-
-    async def count_owners(self, tenant_id: uuid.UUID) -> int:
-        return int(
-            await self.session.scalar(
-                select(func.count()).where(User.tenant_id == tenant_id, User.role == "owner")
-            )
-            or 0
         )
 
     async def add_member(self, user: User) -> None:

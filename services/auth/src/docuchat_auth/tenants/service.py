@@ -194,7 +194,7 @@ class TenantService:
         self._may_assign(identity, role)
         if user.role == "owner":
             self._may_assign(identity, "owner")  # an admin cannot demote an owner
-            if role != "owner" and await self.tenants.count_owners(identity.tenant_id) == 1:
+            if role != "owner" and await self.accounts.owners(identity.tenant_id) == 1:
                 raise Conflict("the last owner cannot be demoted", code="last_owner")
         user.role = role
         return member_out(user)
@@ -209,7 +209,7 @@ class TenantService:
         if user.role == "owner":
             if not leaving:
                 self._may_assign(identity, "owner")
-            if await self.tenants.count_owners(identity.tenant_id) == 1:
+            if await self.accounts.owners(identity.tenant_id) == 1:
                 raise Conflict("the last owner cannot leave", code="last_owner")
         await self.accounts.delete_user(user)
         await self.outbox.add(
