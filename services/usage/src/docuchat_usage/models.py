@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import ARRAY, BigInteger, Date, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from docuchat_common.db import new_metadata
@@ -47,6 +49,59 @@ class Subscription(Base):
     subscribed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class UsageBucket(Base):
+    """Tokens per tenant, user, model and kind, per UTC hour: serves the 24h / 7d / 30d windows
+    and the daily history. ``user_id`` is the nil UUID when no user spent them (a system job)."""
+
+    __tablename__ = "usage_buckets"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # prompt|completion|embedding
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TenantPeriodUsage(Base):
+    """Running totals the quotas are checked against, one row per tenant and period
+    (``day`` = the UTC date, ``month`` = the first day of the UTC month)."""
+
+    __tablename__ = "tenant_period_usage"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)  # day | month
+    starts_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageDocument(Base):
+    """Documents the tenant has indexed (from document.indexed / document.deleted): the
+    document and storage quotas count these rows."""
+
+    __tablename__ = "usage_documents"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    document_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class QuotaState(Base):
+    """The last quota state published for a tenant (quota.changed is sent when it changes) and
+    when it next needs a look without any event (a period reset)."""
+
+    __tablename__ = "quota_states"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    next_reset_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

@@ -200,10 +200,17 @@ class QuotaLimitState(EventData):
 
 
 class QuotaChangedData(EventData):
+    """``limits`` holds the metered limits (``daily_tokens``, ``monthly_tokens``, ``documents``,
+    ``storage_bytes``); the plan's fixed limits ride along so enforcers need no other source."""
+
     plan: str
     limits: dict[str, QuotaLimitState]
     exceeded: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    max_file_bytes: int | None = None
+    knowledge_bases: int | None = None
+    requests_per_minute: int | None = None
+    allowed_models: list[str] = Field(default_factory=lambda: ["*"])
 
 
 class QuotaChanged(Event[QuotaChangedData]):

@@ -42,6 +42,7 @@ from docuchat_common.metrics import (
 log = get_logger(__name__)
 
 EventHandler = Callable[[Any, AsyncSession], Awaitable[None]]
+BatchHandler = Callable[[list[Any], AsyncSession], Awaitable[None]]
 
 DLQ_ERROR_HEADER = "x-dlq-error"
 DLQ_ERROR_TYPE_HEADER = "x-dlq-error-type"
@@ -61,6 +62,64 @@ async def claim_event(
         .returning(table.c.event_id)
     )
     return (await session.execute(stmt)).first() is not None
+
+
+async def publish_dead_letter(
+    broker: KafkaBroker,
+    record: Any,
+    *,
+    cause: BaseException,
+    attempts: int,
+    group: str,
+    service: str,
+) -> None:
+    """Send the original message (bytes, key, headers) to ``<topic>.dlq``, the error in headers."""
+    topic = str(getattr(record, "topic", "unknown"))
+    headers = {
+        k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
+        for k, v in (getattr(record, "headers", None) or ())
+    }
+    headers.update(
+        {
+            DLQ_ERROR_HEADER: str(cause)[:2000],
+            DLQ_ERROR_TYPE_HEADER: type(cause).__name__,
+            DLQ_ATTEMPTS_HEADER: str(attempts),
+            DLQ_ORIGIN_HEADER: (
+                f"{topic}/{getattr(record, 'partition', '?')}/{getattr(record, 'offset', '?')}"
+            ),
+            DLQ_CONSUMER_HEADER: group,
+        }
+    )
+    await broker.publish(
+        getattr(record, "value", b"") or b"",
+        topic=topic + DLQ_SUFFIX,
+        key=getattr(record, "key", None),
+        headers=headers,
+    )
+    CONSUMER_MESSAGES.labels(service, topic, group, "dead_lettered").inc()
+    log.error(
+        "message dead-lettered",
+        topic=topic,
+        group=group,
+        attempts=attempts,
+        error_type=type(cause).__name__,
+        error="".join(traceback.format_exception_only(cause)).strip()[:500],
+    )
+
+
+async def claim_events(
+    session: AsyncSession, table: Table, consumer: str, events: list[Event[Any]]
+) -> set[Any]:
+    """Record many events as processed at once; returns the ids that were not yet."""
+    if not events:
+        return set()
+    stmt = (
+        pg_insert(table)
+        .values([{"consumer": consumer, "event_id": e.id, "event_type": e.type} for e in events])
+        .on_conflict_do_nothing()
+        .returning(table.c.event_id)
+    )
+    return {row[0] for row in await session.execute(stmt)}
 
 
 class HandlerFailedError(Exception):
@@ -95,39 +154,13 @@ def dead_letter_middleware(
             if topic is None or broker is None:
                 return False
             failed = exc_val if isinstance(exc_val, HandlerFailedError) else None
-            attempts = failed.attempts if failed else 1
-            cause = failed.cause if failed else exc_val
-            group = failed.group if failed else f"{service} (parsing)"
-            headers = {
-                k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
-                for k, v in (getattr(record, "headers", None) or ())
-            }
-            headers.update(
-                {
-                    DLQ_ERROR_HEADER: str(cause)[:2000],
-                    DLQ_ERROR_TYPE_HEADER: type(cause).__name__,
-                    DLQ_ATTEMPTS_HEADER: str(attempts),
-                    DLQ_ORIGIN_HEADER: (
-                        f"{topic}/{getattr(record, 'partition', '?')}/"
-                        f"{getattr(record, 'offset', '?')}"
-                    ),
-                    DLQ_CONSUMER_HEADER: group,
-                }
-            )
-            await broker.publish(
-                getattr(record, "value", b"") or b"",
-                topic=topic + DLQ_SUFFIX,
-                key=getattr(record, "key", None),
-                headers=headers,
-            )
-            CONSUMER_MESSAGES.labels(service, topic, group, "dead_lettered").inc()
-            log.error(
-                "message dead-lettered",
-                topic=topic,
-                group=group,
-                attempts=attempts,
-                error_type=type(cause).__name__,
-                error="".join(traceback.format_exception_only(cause)).strip()[:500],
+            await publish_dead_letter(
+                broker,
+                record,
+                cause=failed.cause if failed else exc_val,
+                attempts=failed.attempts if failed else 1,
+                group=failed.group if failed else f"{service} (parsing)",
+                service=service,
             )
             return True  # handled: the offset is committed and the partition moves on
 
@@ -213,6 +246,126 @@ class EventConsumers:
             description=description or handler.__doc__,
         )(handle)
         self.groups.append((group, topic.name))
+
+    def subscribe_batch(
+        self,
+        topic: Topic,
+        events: Sequence[type[Event[Any]]],
+        *,
+        group: str,
+        handler: BatchHandler,
+        max_records: int = 500,
+        batch_timeout_ms: int = 20,
+        description: str | None = None,
+    ) -> None:
+        """Like :meth:`subscribe`, for high-volume topics: up to ``max_records`` messages are
+        handled in one transaction. Duplicates are dropped by one multi-row claim; a message
+        that does not parse goes to the DLQ alone; a batch that keeps failing is replayed one
+        event per transaction, so only the poison one is dead-lettered."""
+        from pydantic import TypeAdapter, ValidationError
+
+        from docuchat_common.events.catalog import event_union
+
+        group = self.group_prefix + group
+        wanted = tuple(events)
+        adapter: TypeAdapter[Any] = TypeAdapter(event_union(*events))
+
+        async def handle(bodies: list[Any], message: KafkaMessage) -> None:
+            started = time.perf_counter()
+            records = list(getattr(message, "raw_message", ()) or ())
+            parsed: list[tuple[Event[Any], Any]] = []
+            for index, body in enumerate(bodies):
+                record = records[index] if index < len(records) else None
+                try:
+                    event = adapter.validate_python(body)
+                except ValidationError as exc:
+                    await publish_dead_letter(
+                        self.broker,
+                        record,
+                        cause=exc,
+                        attempts=1,
+                        group=group,
+                        service=self.service,
+                    )
+                    continue
+                if isinstance(event, UnknownEvent) or not isinstance(event, wanted):
+                    CONSUMER_MESSAGES.labels(self.service, topic.name, group, "ignored").inc()
+                    continue
+                parsed.append((event, record))
+            if parsed:
+                await self._handle_batch(parsed, group, topic, handler)
+            CONSUMER_LATENCY.labels(self.service, topic.name, group).observe(
+                time.perf_counter() - started
+            )
+
+        handle.__name__ = f"{group}__{topic.name}".replace(".", "_").replace("-", "_")
+        handle.__doc__ = description or handler.__doc__
+        self.broker.subscriber(
+            topic.name,
+            group_id=group,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=batch_timeout_ms,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.ACK,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            title=f"{group}:{topic.name}",
+            description=description or handler.__doc__,
+        )(handle)
+        self.groups.append((group, topic.name))
+
+    async def _run_claimed(
+        self, events: list[Event[Any]], group: str, handler: BatchHandler
+    ) -> int:
+        """One transaction: claim, handle what was new. Returns how many were new."""
+        async with self.database.transaction() as session:
+            fresh = await claim_events(session, self.processed_table, group, events)
+            todo = [e for e in events if e.id in fresh]
+            if todo:
+                await handler(todo, session)
+            return len(todo)
+
+    async def _handle_batch(
+        self,
+        parsed: list[tuple[Event[Any], Any]],
+        group: str,
+        topic: Topic,
+        handler: BatchHandler,
+    ) -> None:
+        events = [event for event, _ in parsed]
+        try:
+            async for attempt_state in AsyncRetrying(
+                stop=stop_after_attempt(self.max_attempts),
+                wait=wait_exponential(multiplier=0.05, max=self.retry_wait_max),
+                reraise=True,
+            ):
+                with attempt_state:
+                    new = await self._run_claimed(events, group, handler)
+            CONSUMER_MESSAGES.labels(self.service, topic.name, group, "ok").inc(new)
+            CONSUMER_MESSAGES.labels(self.service, topic.name, group, "duplicate").inc(
+                len(events) - new
+            )
+            return
+        except Exception:
+            CONSUMER_ERRORS.labels(self.service, topic.name, group).inc()
+            log.warning(
+                "batch failed; handling its events one by one", size=len(events), exc_info=True
+            )
+        for event, record in parsed:
+            try:
+                new = await self._run_claimed([event], group, handler)
+                outcome = "ok" if new else "duplicate"
+                CONSUMER_MESSAGES.labels(self.service, topic.name, group, outcome).inc()
+            except Exception as exc:
+                await publish_dead_letter(
+                    self.broker,
+                    record,
+                    cause=exc,
+                    attempts=self.max_attempts + 1,
+                    group=group,
+                    service=self.service,
+                )
 
     async def _handle(
         self,
