@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from docuchat_common.events.catalog import QuotaChanged
+from docuchat_common.logging import get_logger
 from docuchat_common.service import ServiceRuntime
+from docuchat_usage.metering import consumers as metering_consumers
 from docuchat_usage.models import metadata
 from docuchat_usage.plans.router import router as plans_router
+from docuchat_usage.quotas.service import QuotaService
+from docuchat_usage.reports.router import router as reports_router
 from docuchat_usage.settings import UsageSettings
 from docuchat_usage.subscriptions import consumers as subscription_consumers
 from docuchat_usage.subscriptions.router import router as subscriptions_router
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = get_logger(__name__)
 
 
 def build_runtime(settings: UsageSettings | None = None) -> ServiceRuntime:
@@ -22,8 +30,36 @@ def build_runtime(settings: UsageSettings | None = None) -> ServiceRuntime:
         settings=settings,
         metadata=metadata,
         migrations_dir=MIGRATIONS,
-        routers=[plans_router, subscriptions_router],
+        routers=[plans_router, subscriptions_router, reports_router],
         publishes=[QuotaChanged],
     )
     subscription_consumers.register(runtime)
+    metering_consumers.register(runtime)
+    runtime.on_start(_start_period_resets(settings.quota_reset_interval_seconds))
     return runtime
+
+
+def _start_period_resets(interval: float) -> Callable[[ServiceRuntime], Awaitable[None]]:
+    """At midnight and month start (UTC) spent daily/monthly quotas lift: a periodic pass
+    publishes the new state of tenants whose period ended, without waiting for an event."""
+
+    async def start(runtime: ServiceRuntime) -> None:
+        async def loop() -> None:
+            while True:
+                try:
+                    async with runtime.database.transaction() as session:
+                        await QuotaService(session, runtime.outbox).reset_due()
+                except Exception:
+                    log.warning("period reset pass failed", exc_info=True)
+                await asyncio.sleep(interval)
+
+        task = asyncio.create_task(loop(), name="usage-period-resets")
+
+        async def stop(_: ServiceRuntime) -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        runtime.on_stop(stop)
+
+    return start

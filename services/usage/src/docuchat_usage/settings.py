@@ -13,3 +13,5 @@ class UsageSettings(ServiceSettings):
     service_name: ClassVar[str] = "usage"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/docuchat_usage"
     default_plan: str = "free"
+    # How often to look for tenants whose day or month ended (their quotas lift).
+    quota_reset_interval_seconds: float = 30.0

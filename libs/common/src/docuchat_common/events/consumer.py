@@ -209,12 +209,15 @@ class EventConsumers:
         from docuchat_common.events.catalog import event_union
 
         body_type = event_union(*events)
+        # Dedupe by the logical consumer, not the Kafka group: a second group replaying the
+        # topic into the same database (a prefix, a migration) must have no second effect.
+        consumer = group
         group = self.group_prefix + group
         wanted = tuple(events)
 
         async def handle(event: Any, message: KafkaMessage) -> None:
             started = time.perf_counter()
-            outcome = await self._handle(event, message, group, handler, wanted)
+            outcome = await self._handle(event, message, group, consumer, handler, wanted)
             CONSUMER_MESSAGES.labels(self.service, topic.name, group, outcome).inc()
             CONSUMER_LATENCY.labels(self.service, topic.name, group).observe(
                 time.perf_counter() - started
@@ -266,6 +269,7 @@ class EventConsumers:
 
         from docuchat_common.events.catalog import event_union
 
+        consumer = group  # claims are per logical consumer (see subscribe)
         group = self.group_prefix + group
         wanted = tuple(events)
         adapter: TypeAdapter[Any] = TypeAdapter(event_union(*events))
@@ -293,7 +297,7 @@ class EventConsumers:
                     continue
                 parsed.append((event, record))
             if parsed:
-                await self._handle_batch(parsed, group, topic, handler)
+                await self._handle_batch(parsed, group, consumer, topic, handler)
             CONSUMER_LATENCY.labels(self.service, topic.name, group).observe(
                 time.perf_counter() - started
             )
@@ -316,12 +320,17 @@ class EventConsumers:
         self.groups.append((group, topic.name))
 
     async def _run_claimed(
-        self, events: list[Event[Any]], group: str, handler: BatchHandler
+        self, events: list[Event[Any]], consumer: str, handler: BatchHandler
     ) -> int:
         """One transaction: claim, handle what was new. Returns how many were new."""
         async with self.database.transaction() as session:
-            fresh = await claim_events(session, self.processed_table, group, events)
-            todo = [e for e in events if e.id in fresh]
+            fresh = await claim_events(session, self.processed_table, consumer, events)
+            # A redelivery can sit in the same batch as the original: keep the first copy only.
+            todo = []
+            for event in events:
+                if event.id in fresh:
+                    fresh.remove(event.id)
+                    todo.append(event)
             if todo:
                 await handler(todo, session)
             return len(todo)
@@ -330,6 +339,7 @@ class EventConsumers:
         self,
         parsed: list[tuple[Event[Any], Any]],
         group: str,
+        consumer: str,
         topic: Topic,
         handler: BatchHandler,
     ) -> None:
@@ -341,7 +351,7 @@ class EventConsumers:
                 reraise=True,
             ):
                 with attempt_state:
-                    new = await self._run_claimed(events, group, handler)
+                    new = await self._run_claimed(events, consumer, handler)
             CONSUMER_MESSAGES.labels(self.service, topic.name, group, "ok").inc(new)
             CONSUMER_MESSAGES.labels(self.service, topic.name, group, "duplicate").inc(
                 len(events) - new
@@ -354,7 +364,7 @@ class EventConsumers:
             )
         for event, record in parsed:
             try:
-                new = await self._run_claimed([event], group, handler)
+                new = await self._run_claimed([event], consumer, handler)
                 outcome = "ok" if new else "duplicate"
                 CONSUMER_MESSAGES.labels(self.service, topic.name, group, outcome).inc()
             except Exception as exc:
@@ -372,6 +382,7 @@ class EventConsumers:
         event: Event[Any],
         message: Any,
         group: str,
+        consumer: str,
         handler: EventHandler,
         wanted: tuple[type[Event[Any]], ...],
     ) -> str:
@@ -397,7 +408,7 @@ class EventConsumers:
                         try:
                             async with self.database.transaction() as session:
                                 if not await claim_event(
-                                    session, self.processed_table, group, event
+                                    session, self.processed_table, consumer, event
                                 ):
                                     log.info("duplicate event skipped", event_id=str(event.id))
                                     return "duplicate"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,15 @@ class SubscriptionRepository:
             insert(Subscription)
             .values(tenant_id=tenant_id, plan_id=plan_id)
             .on_conflict_do_nothing(index_elements=[Subscription.tenant_id])
+            .returning(Subscription.tenant_id)
+        )
+        return result.first() is not None
+
+    async def set_plan(self, tenant_id: uuid.UUID, plan_id: str) -> bool:
+        result = await self.session.execute(
+            update(Subscription)
+            .where(Subscription.tenant_id == tenant_id)
+            .values(plan_id=plan_id, updated_at=func.now())
             .returning(Subscription.tenant_id)
         )
         return result.first() is not None

@@ -12,3 +12,7 @@ class SubscriptionOut(BaseModel):
     tenant_id: uuid.UUID
     plan: PlanOut
     subscribed_at: datetime
+
+
+class PlanChange(BaseModel):
+    plan: str

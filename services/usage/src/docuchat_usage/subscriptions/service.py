@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from docuchat_common.errors import NotFound
+from docuchat_common.errors import NotFound, Unprocessable
 from docuchat_common.logging import get_logger
 from docuchat_usage.plans.repository import PlanRepository
 from docuchat_usage.plans.service import plan_out
@@ -27,6 +27,12 @@ class SubscriptionService:
             plan_id = self.default_plan
         if await self.subscriptions.create_if_missing(tenant_id, plan_id):
             log.info("tenant subscribed", plan=plan_id)
+
+    async def change_plan(self, tenant_id: uuid.UUID, plan_id: str) -> None:
+        if await self.plans.get(plan_id) is None:
+            raise Unprocessable(f"no plan named {plan_id!r}", code="unknown_plan")
+        if not await self.subscriptions.set_plan(tenant_id, plan_id):
+            raise NotFound("no subscription yet for this tenant", code="subscription_not_found")
 
     async def forget_tenant(self, tenant_id: uuid.UUID) -> None:
         await self.subscriptions.delete(tenant_id)

@@ -1,0 +1,345 @@
+"""QuotaGuard: the tenants' quota state, held in memory by the services that enforce it.
+
+Usage owns the counters and publishes each tenant's whole quota state as ``quota.changed`` to
+the compacted ``docuchat.quota`` topic (key = tenant id). Chat and ingest must refuse work
+within milliseconds of a request, so they never ask usage: every replica reads the topic into
+memory and checks there.
+
+- Every replica needs every tenant's state, so the guard assigns all partitions itself and
+  reads from the beginning (no consumer group, no committed offsets): the state is rebuilt on
+  each start, and compaction keeps that read short.
+- ``start()`` returns only once the guard has read up to the end offsets it saw when it
+  started, so a service never serves while it does not yet know the quotas.
+- The newest event per tenant wins by ``occurred_at``: an older state that arrives later (a
+  replay, a republished outbox row) never overwrites a newer one.
+- A message the guard cannot read is logged and skipped; one bad message must not stop
+  enforcement for every tenant. Event types or versions it does not know are skipped too.
+- A spent limit whose period has ended is not enforced: usage publishes the reset shortly after,
+  but a stale state must never block a tenant past the moment its quota renewed.
+- No state for a tenant yet (new tenant, usage behind) means allowed: quotas bound spend, they
+  are not an authorization check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Gauge, Histogram
+from pydantic import TypeAdapter
+
+from docuchat_common.errors import Forbidden, PayloadTooLarge, QuotaExceeded
+from docuchat_common.events.catalog import QuotaChanged, QuotaChangedData, event_union
+from docuchat_common.events.envelope import utcnow
+from docuchat_common.events.topics import QUOTA, ensure_topics
+from docuchat_common.logging import get_logger
+from docuchat_common.metrics import registry
+
+__all__ = ["QuotaGuard", "QuotaStateUnavailable"]
+
+log = get_logger(__name__)
+
+QUOTA_STATES = Gauge(
+    "docuchat_quota_states",
+    "Tenants whose quota state this process holds.",
+    ["service"],
+    registry=registry,
+)
+QUOTA_APPLY_LAG = Histogram(
+    "docuchat_quota_apply_lag_seconds",
+    "Time from a quota.changed event occurring to its state being enforced here.",
+    ["service"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=registry,
+)
+
+# documents and storage_bytes never reset: they free up when the tenant deletes something or
+# changes plan, a moment nobody can name. An hour tells clients not to retry in a tight loop
+# without locking them out long after they have made room.
+NO_RESET_RETRY_AFTER = 3600.0
+
+_EVENTS: TypeAdapter[Any] = TypeAdapter(event_union(QuotaChanged))
+
+Predicate = Callable[[QuotaChangedData | None], bool]
+
+
+class QuotaStateUnavailable(RuntimeError):
+    """The guard could not load the quota state (broker unreachable, or not caught up)."""
+
+
+class QuotaGuard:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        service: str,
+        start_timeout: float = 30.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.service = service
+        self.start_timeout = start_timeout
+        self.max_backoff = max_backoff
+        self._events: dict[uuid.UUID, QuotaChanged] = {}
+        self._updated = asyncio.Condition()
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._live = False  # caught up: lag is measured only for live events, not the replay
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load every tenant's state, then keep following the topic in the background.
+
+        Retries with backoff while the broker is unreachable; raises
+        :class:`QuotaStateUnavailable` when it has not caught up within ``start_timeout``.
+        """
+        if self._task is not None:
+            return
+        budget = self.start_timeout
+        deadline = asyncio.get_running_loop().time() + budget
+        consumer, end_offsets = await self._connect(deadline, budget)
+        try:
+            await self._catch_up(consumer, end_offsets, deadline, budget)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+        self._live = True
+        self._task = asyncio.create_task(self._follow(consumer), name=f"quota-guard-{self.service}")
+        log.info("quota state loaded", service=self.service, tenants=len(self._events))
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+        self._live = False
+
+    @property
+    def ready(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def check_ready(self) -> None:
+        """A readiness check: ``HealthChecks.add("quota", guard.check_ready)``."""
+        if not self.ready:
+            raise QuotaStateUnavailable("quota state not loaded")
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def state(self, tenant_id: uuid.UUID) -> QuotaChangedData | None:
+        event = self._events.get(tenant_id)
+        return event.data if event is not None else None
+
+    def check(self, tenant_id: uuid.UUID, *limits: str) -> None:
+        """Raise :class:`QuotaExceeded` when any named limit (default: any) is spent now."""
+        state = self.state(tenant_id)
+        if state is None:
+            return
+        now = utcnow()
+        names = limits or tuple(dict.fromkeys([*state.exceeded, *state.limits]))
+        spent = [(wait, name) for name in names if (wait := _wait(state, name, now)) is not None]
+        if not spent:
+            return
+        # The binding limit is the one that frees up last: retrying earlier would fail again.
+        wait, name = max(spent)
+        limit = state.limits.get(name)
+        resets_at = _aware(limit.resets_at) if limit and limit.resets_at else None
+        detail = (
+            f"{name} quota spent; resets at {resets_at.isoformat()}"
+            if resets_at
+            else f"{name} quota spent; free some up or change plan"
+        )
+        raise QuotaExceeded(
+            detail,
+            retry_after=wait,
+            extra={"limit": name, "resets_at": resets_at.isoformat() if resets_at else None},
+        )
+
+    def check_fixed(
+        self, tenant_id: uuid.UUID, *, model: str | None = None, file_bytes: int | None = None
+    ) -> None:
+        """The plan's fixed limits: which models it may use, how large a file it may upload."""
+        state = self.state(tenant_id)
+        if state is None:
+            return
+        allowed = state.allowed_models
+        if model is not None and "*" not in allowed and model not in allowed:
+            raise Forbidden(
+                f"model {model!r} is not available on the {state.plan} plan",
+                code="model_not_allowed",
+                extra={"model": model, "allowed_models": list(allowed)},
+            )
+        limit = state.max_file_bytes
+        if file_bytes is not None and limit is not None and file_bytes > limit:
+            raise PayloadTooLarge(
+                f"file of {file_bytes} bytes exceeds the {state.plan} plan's {limit} bytes",
+                code="file_too_large",
+                extra={"max_file_bytes": limit},
+            )
+
+    # A deadline per call (ASYNC109) is what tests and benchmarks want from this helper.
+    async def wait_for(
+        self,
+        tenant_id: uuid.UUID,
+        predicate: Predicate,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> QuotaChangedData | None:
+        """Wait until ``predicate(state(tenant_id))`` holds (checked after every applied
+        update); returns that state. Raises ``TimeoutError``."""
+        async with asyncio.timeout(timeout), self._updated:
+            await self._updated.wait_for(lambda: predicate(self.state(tenant_id)))
+        return self.state(tenant_id)
+
+    # --- reading the topic --------------------------------------------------------------------
+
+    async def _connect(self, deadline: float, budget: float) -> tuple[Any, dict[Any, int]]:
+        """A consumer assigned to every partition at the beginning, and their end offsets."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        loop = asyncio.get_running_loop()
+        delay = 0.2
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=f"docuchat-{self.service}-quota",
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                retry_backoff_ms=200,
+            )
+
+            async def attempt(consumer: Any = consumer) -> dict[Any, int]:
+                # Assigning a partition of a topic that does not exist yet would hang.
+                await ensure_topics(self.bootstrap_servers, [QUOTA])
+                await consumer.start()
+                partitions = consumer.partitions_for_topic(QUOTA.name) or range(QUOTA.partitions)
+                tps = [TopicPartition(QUOTA.name, p) for p in sorted(partitions)]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                ends: dict[Any, int] = await consumer.end_offsets(tps)
+                return ends
+
+            try:
+                remaining = max(0.1, deadline - loop.time())
+                return consumer, await asyncio.wait_for(attempt(), remaining)
+            except Exception as exc:
+                await consumer.stop()
+                if loop.time() + delay >= deadline:
+                    raise QuotaStateUnavailable(
+                        f"cannot read {QUOTA.name} from {self.bootstrap_servers} "
+                        f"within {budget:g}s: {type(exc).__name__}: {exc}"
+                    ) from exc
+                log.warning(
+                    "quota topic unreachable; retrying",
+                    service=self.service,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+    async def _catch_up(
+        self, consumer: Any, end_offsets: dict[Any, int], deadline: float, budget: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        pending = dict(end_offsets)
+        while True:
+            for tp, end in list(pending.items()):
+                if await consumer.position(tp) >= end:
+                    del pending[tp]
+            if not pending:
+                return
+            if loop.time() >= deadline:
+                behind = {f"{tp.topic}/{tp.partition}": end for tp, end in pending.items()}
+                raise QuotaStateUnavailable(
+                    f"did not read {QUOTA.name} up to its end offsets {behind} within {budget:g}s"
+                )
+            await self._apply(await consumer.getmany(timeout_ms=200))
+
+    async def _follow(self, consumer: Any) -> None:
+        while True:
+            try:
+                batch = await consumer.getmany(timeout_ms=1000)
+            except Exception as exc:  # aiokafka retries broker errors itself; this is the rest
+                log.warning("quota consumer failed; retrying", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(1.0)
+                continue
+            await self._apply(batch)
+
+    async def _apply(self, batch: dict[Any, list[Any]]) -> None:
+        changed = False
+        for records in batch.values():
+            for record in records:
+                changed = self._apply_record(record) or changed
+        if changed:
+            QUOTA_STATES.labels(self.service).set(len(self._events))
+            async with self._updated:
+                self._updated.notify_all()
+
+    def _apply_record(self, record: Any) -> bool:
+        """Apply one message; True when it changed the state."""
+        if record.value is None:  # a tombstone (compaction's delete): the tenant is gone
+            tenant_id = _tenant_key(record.key)
+            return tenant_id is not None and self._events.pop(tenant_id, None) is not None
+        event = _parse(record)
+        if event is None or event.tenant_id is None:
+            return False
+        current = self._events.get(event.tenant_id)
+        if current is not None and _aware(event.occurred_at) < _aware(current.occurred_at):
+            return False  # an older state arriving late
+        self._events[event.tenant_id] = event
+        if self._live:
+            lag = (utcnow() - _aware(event.occurred_at)).total_seconds()
+            QUOTA_APPLY_LAG.labels(self.service).observe(max(0.0, lag))
+        return True
+
+
+def _parse(record: Any) -> QuotaChanged | None:
+    """The message's event, or None (logged) when it is unreadable or not one we enforce."""
+    where = {"partition": record.partition, "offset": record.offset}
+    try:
+        event = _EVENTS.validate_json(record.value)
+    except ValueError as exc:  # pydantic's ValidationError: not JSON, or not an event
+        log.warning("skipping a malformed quota message", **where, error=str(exc)[:300])
+        return None
+    if not isinstance(event, QuotaChanged):
+        log.debug("skipping an unknown quota event", type=event.type, version=event.version)
+        return None
+    if event.tenant_id is None:
+        log.warning("skipping a quota event without a tenant", **where, event_id=str(event.id))
+        return None
+    return event
+
+
+def _tenant_key(key: bytes | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID((key or b"").decode())
+    except ValueError:  # UnicodeDecodeError is one too
+        log.warning("skipping a quota tombstone without a tenant key")
+        return None
+
+
+def _aware(moment: datetime) -> datetime:
+    # Producers write UTC; a timestamp without an offset is read as UTC, not local time.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _wait(state: QuotaChangedData, name: str, now: datetime) -> float | None:
+    """Seconds until limit ``name`` frees up when it is spent now, else None."""
+    limit = state.limits.get(name)
+    spent = name in state.exceeded or (limit is not None and limit.remaining == 0)
+    if not spent:
+        return None
+    if limit is None or limit.resets_at is None:
+        return NO_RESET_RETRY_AFTER
+    wait = (_aware(limit.resets_at) - now).total_seconds()
+    return wait if wait > 0 else None  # the period has ended: the reset is on its way

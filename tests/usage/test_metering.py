@@ -1,0 +1,238 @@
+"""Tokens and documents from events become usage a tenant can read, exactly once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from docuchat_common.events.catalog import (
+    DocumentDeleted,
+    DocumentDeletedData,
+    DocumentIndexed,
+    DocumentIndexedData,
+    TenantCreated,
+    TenantCreatedData,
+    TokensConsumed,
+    TokensConsumedData,
+)
+from docuchat_usage.models import UsageBucket
+from tests.helpers import eventually
+from tests.usage.conftest import UsageService
+
+
+def tenant_created(tenant: uuid.UUID, plan: str = "free") -> TenantCreated:
+    return TenantCreated(
+        tenant_id=tenant,
+        source="auth",
+        data=TenantCreatedData(tenant_id=tenant, name="T", owner_user_id=uuid.uuid4(), plan=plan),
+    )
+
+
+def chat_tokens(
+    tenant: uuid.UUID,
+    user: uuid.UUID | None,
+    prompt: int,
+    completion: int,
+    *,
+    model: str = "gpt-4o-mini",
+    at: datetime | None = None,
+) -> TokensConsumed:
+    return TokensConsumed(
+        tenant_id=tenant,
+        source="chat",
+        occurred_at=at or datetime.now(UTC),
+        data=TokensConsumedData(
+            user_id=user,
+            kind="chat",
+            model=model,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+        ),
+    )
+
+
+def embedding_tokens(tenant: uuid.UUID, amount: int) -> TokensConsumed:
+    return TokensConsumed(
+        tenant_id=tenant,
+        source="ingest",
+        data=TokensConsumedData(
+            kind="embedding", model="all-MiniLM-L6-v2", embedding_tokens=amount
+        ),
+    )
+
+
+async def summary_when(
+    usage: UsageService, tenant: uuid.UUID, total: int, window: str = "24h"
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        body: dict[str, Any] = (
+            await usage.client.get(
+                "/api/v1/usage", params={"window": window}, headers=usage.token(tenant)
+            )
+        ).json()
+        return body if body["tokens"]["total"] == total else None
+
+    return await eventually(probe, what=f"{total} tokens in /usage")
+
+
+async def test_tokens_from_chat_and_ingest_show_up_by_user_and_model(usage: UsageService) -> None:
+    tenant, other = uuid.uuid4(), uuid.uuid4()
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    await usage.publish(
+        tenant_created(tenant),
+        chat_tokens(tenant, alice, 100, 20),
+        chat_tokens(tenant, bob, 50, 5, model="llama-3"),
+        embedding_tokens(tenant, 300),
+        chat_tokens(other, alice, 999, 999),
+    )
+    body = await summary_when(usage, tenant, 475)
+    assert body["tokens"] == {"prompt": 150, "completion": 25, "embedding": 300, "total": 475}
+    assert {m["model"]: m["total"] for m in body["by_model"]} == {
+        "all-MiniLM-L6-v2": 300,
+        "gpt-4o-mini": 120,
+        "llama-3": 55,
+    }
+    assert {u["user_id"]: u["total"] for u in body["by_user"]} == {
+        str(alice): 120,
+        str(bob): 55,
+        None: 300,
+    }
+    assert body["plan"] == "free"
+    assert body["limits"]["daily_tokens"]["used"] == 475
+    assert body["remaining"]["daily_tokens"] == body["limits"]["daily_tokens"]["limit"] - 475
+
+    history = (
+        await usage.client.get(
+            "/api/v1/usage/history", params={"days": 7}, headers=usage.token(tenant)
+        )
+    ).json()
+    assert len(history) == 7
+    assert history[-1]["date"] == datetime.now(UTC).date().isoformat()
+    assert history[-1]["tokens"] == 475
+    assert [d["tokens"] for d in history[:-1]] == [0] * 6
+
+
+async def test_duplicates_and_a_replaying_consumer_group_change_nothing(
+    usage: UsageService, settings_for: Any
+) -> None:
+    tenant = uuid.uuid4()
+    events = [chat_tokens(tenant, None, 10, 1) for _ in range(5)]
+    await usage.publish(tenant_created(tenant), *events, *events[:2])  # two redelivered
+    await summary_when(usage, tenant, 55)
+
+    # A second consumer group reads every topic from the start into the same database.
+    from docuchat_usage.app import build_runtime
+    from docuchat_usage.settings import UsageSettings
+
+    replay = build_runtime(
+        settings_for(
+            UsageSettings, "usage", consumer_group_prefix=f"replay-{uuid.uuid4().hex[:6]}."
+        )
+    )
+    await replay.start()
+    try:
+        marker = uuid.uuid4()
+        await usage.publish(tenant_created(marker), chat_tokens(marker, None, 1, 0))
+
+        async def replay_caught_up() -> bool:
+            async with replay.database.transaction() as session:
+                n = await session.scalar(
+                    select(func.count())
+                    .select_from(UsageBucket)
+                    .where(UsageBucket.tenant_id == marker)
+                )
+            return bool(n)
+
+        await eventually(replay_caught_up, what="the replaying group to reach the marker")
+    finally:
+        await replay.stop()
+    body = await summary_when(usage, tenant, 55)
+    assert body["by_user"] == [
+        {"prompt": 50, "completion": 5, "embedding": 0, "total": 55, "user_id": None}
+    ]
+
+
+async def test_late_events_land_in_their_own_day_and_do_not_count_today(
+    usage: UsageService,
+) -> None:
+    tenant = uuid.uuid4()
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    await usage.publish(
+        tenant_created(tenant),
+        chat_tokens(tenant, None, 40_000, 20_000, at=yesterday),
+        chat_tokens(tenant, None, 7, 3),
+    )
+    body = await summary_when(usage, tenant, 60_010, window="7d")
+    assert body["limits"]["daily_tokens"]["used"] == 10  # yesterday's 60k are not today's
+    assert body["exceeded"] == []
+    history = (
+        await usage.client.get(
+            "/api/v1/usage/history", params={"days": 2}, headers=usage.token(tenant)
+        )
+    ).json()
+    assert [d["tokens"] for d in history] == [60_000, 10]
+
+
+async def test_unknown_tenants_and_malformed_messages_leave_the_counters_right(
+    usage: UsageService,
+) -> None:
+    tenant, stranger = uuid.uuid4(), uuid.uuid4()
+    await usage.publish(
+        tenant_created(tenant),
+        chat_tokens(stranger, None, 5, 5),  # a tenant usage has never heard of
+        raw=[
+            b"{broken",
+            json.dumps({"type": "tokens.consumed", "version": 1, "data": {}}).encode(),
+        ],
+    )
+    await usage.publish(chat_tokens(tenant, None, 3, 2))
+    body = await summary_when(usage, tenant, 5)
+    assert body["tokens"]["total"] == 5
+    stranger_view = (await usage.client.get("/api/v1/usage", headers=usage.token(stranger))).json()
+    assert stranger_view["tokens"]["total"] == 10  # metered, though it has no plan (yet)
+    assert stranger_view["plan"] is None
+
+
+async def test_documents_and_storage_count_indexed_documents_once(usage: UsageService) -> None:
+    tenant = uuid.uuid4()
+    kb, doc_a, doc_b = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    def indexed(doc: uuid.UUID, size: int) -> DocumentIndexed:
+        return DocumentIndexed(
+            tenant_id=tenant,
+            source="ingest",
+            data=DocumentIndexedData(
+                document_id=doc,
+                knowledge_base_id=kb,
+                pages=1,
+                chunks=1,
+                size_bytes=size,
+                embedding_tokens=10,
+                embedding_model="m",
+            ),
+        )
+
+    await usage.publish(
+        tenant_created(tenant), indexed(doc_a, 1000), indexed(doc_b, 500), indexed(doc_a, 1200)
+    )
+    await usage.publish(
+        DocumentDeleted(
+            tenant_id=tenant,
+            source="ingest",
+            data=DocumentDeletedData(
+                document_id=doc_b, knowledge_base_id=kb, size_bytes=500, was_indexed=True
+            ),
+        )
+    )
+
+    async def documents() -> dict[str, int] | None:
+        body = (await usage.client.get("/api/v1/usage", headers=usage.token(tenant))).json()
+        return (
+            body["documents"] if body["documents"] == {"count": 1, "storage_bytes": 1200} else None
+        )
+
+    assert await eventually(documents, what="one document of 1200 bytes")
