@@ -38,9 +38,8 @@ class UsageService:
             "role": role,
             "scopes": ["read", "write", "chat"],
         }
-        return {
-            "Authorization": f"Bearer {self.keys.sign(claims, audience='docuchat', ttl_seconds=300)}"
-        }
+        token = self.keys.sign(claims, audience="docuchat", ttl_seconds=300)
+        return {"Authorization": f"Bearer {token}"}
 
     async def publish(self, *events: Event[Any], raw: Sequence[bytes] = ()) -> None:
         for event in events:

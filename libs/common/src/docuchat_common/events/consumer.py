@@ -217,7 +217,9 @@ class EventConsumers:
 
         async def handle(event: Any, message: KafkaMessage) -> None:
             started = time.perf_counter()
-            outcome = await self._handle(event, message, group, consumer, handler, wanted)
+            outcome = await self._handle(
+                event, message, group=group, consumer=consumer, handler=handler, wanted=wanted
+            )
             CONSUMER_MESSAGES.labels(self.service, topic.name, group, outcome).inc()
             CONSUMER_LATENCY.labels(self.service, topic.name, group).observe(
                 time.perf_counter() - started
@@ -381,6 +383,7 @@ class EventConsumers:
         self,
         event: Event[Any],
         message: Any,
+        *,
         group: str,
         consumer: str,
         handler: EventHandler,
