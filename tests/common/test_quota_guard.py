@@ -57,7 +57,9 @@ class Publisher:
         """Publish as usage does (key = tenant id); returns the partition it landed on."""
         return await self.raw(event.model_dump_json().encode(), event.key, partition=partition)
 
-    async def raw(self, value: bytes, key: bytes | None, *, partition: int | None = None) -> int:
+    async def raw(
+        self, value: bytes | None, key: bytes | None, *, partition: int | None = None
+    ) -> int:
         metadata = await self.producer.send_and_wait(
             QUOTA.name, value, key=key, partition=partition
         )
@@ -247,6 +249,14 @@ async def test_malformed_and_unknown_messages_are_skipped(
         assert late.state(tenant) == good.data
     finally:
         await late.stop()
+
+
+async def test_a_tombstone_forgets_the_tenant(guard: QuotaGuard, publish: Publisher) -> None:
+    tenant = uuid.uuid4()
+    await publish.event(quota(tenant))
+    await guard.wait_for(tenant, lambda state: state is not None)
+    await publish.raw(None, str(tenant).encode())
+    assert await guard.wait_for(tenant, lambda state: state is None) is None
 
 
 async def test_fixed_limits_models_and_file_size(guard: QuotaGuard, publish: Publisher) -> None:

@@ -113,13 +113,9 @@ async def claim_events(
     """Record many events as processed at once; returns the ids that were not yet."""
     if not events:
         return set()
-    stmt = (
-        pg_insert(table)
-        .values([{"consumer": consumer, "event_id": e.id, "event_type": e.type} for e in events])
-        .on_conflict_do_nothing()
-        .returning(table.c.event_id)
-    )
-    return {row[0] for row in await session.execute(stmt)}
+    stmt = pg_insert(table).on_conflict_do_nothing().returning(table.c.event_id)
+    rows = [{"consumer": consumer, "event_id": e.id, "event_type": e.type} for e in events]
+    return {row[0] for row in await session.execute(stmt, rows)}
 
 
 class HandlerFailedError(Exception):

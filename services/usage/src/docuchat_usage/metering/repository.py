@@ -49,7 +49,9 @@ class MeteringRepository:
         ]
         if not rows:
             return
-        stmt = insert(UsageBucket).values(rows)
+        # One statement, many parameter sets: compiled once and cached (a multi-VALUES literal
+        # would be compiled anew for every batch, which costs more than running it).
+        stmt = insert(UsageBucket)
         await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["tenant_id", "hour", "user_id", "model", "kind"],
@@ -57,7 +59,8 @@ class MeteringRepository:
                     "tokens": UsageBucket.tokens + stmt.excluded.tokens,
                     "events": UsageBucket.events + stmt.excluded.events,
                 },
-            )
+            ),
+            rows,
         )
 
     async def add_to_periods(self, amounts: Iterable[tuple[PeriodKey, int]]) -> None:
@@ -67,12 +70,13 @@ class MeteringRepository:
         ]
         if not rows:
             return
-        stmt = insert(TenantPeriodUsage).values(rows)
+        stmt = insert(TenantPeriodUsage)
         await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["tenant_id", "period", "starts_on"],
                 set_={"tokens": TenantPeriodUsage.tokens + stmt.excluded.tokens},
-            )
+            ),
+            rows,
         )
 
     async def document_indexed(

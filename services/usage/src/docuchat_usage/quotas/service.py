@@ -130,7 +130,9 @@ class QuotaService:
                 published += 1
                 if data.exceeded:
                     log.info("quota spent", limits=data.exceeded, plan=data.plan)
-            await self.quotas.save_state(tenant_id, summary, next_midnight(now))
+            reset_at = next_midnight(now)
+            if previous is None or previous.state != summary or previous.next_reset_at != reset_at:
+                await self.quotas.save_state(tenant_id, summary, reset_at)
         return published
 
     async def reset_due(self, now: datetime | None = None) -> int:

@@ -1,0 +1,175 @@
+"""Usage metering throughput, measured in one run.
+
+100,000 ``tokens.consumed`` events (1,000 tenants, 20 users, 3 models) are put on the tokens
+topic of a fresh embedded broker; then, on the same data:
+- a bare aiokafka consumer reads them all (the ceiling: nothing but reading);
+- the usage service's real consumer meters them into PostgreSQL (batched, deduplicated,
+  quota state evaluated and quota.changed written to the outbox as it goes).
+Goal: usage ≥ 25% of the bare read rate.
+
+    .venv/bin/python -m bench.usage [--events 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import func, select
+
+from docuchat.devstack import EmbeddedPostgres, TansuBroker
+from docuchat_common.db import ensure_database, migrate
+from docuchat_common.events.catalog import (
+    TenantCreated,
+    TenantCreatedData,
+    TokensConsumed,
+    TokensConsumedData,
+)
+from docuchat_common.events.topics import TENANTS, TOKENS, all_topics_with_dlq, ensure_topics
+from docuchat_common.logging import configure_logging
+from docuchat_usage.app import MIGRATIONS, build_runtime
+from docuchat_usage.models import processed_events
+from docuchat_usage.settings import UsageSettings
+
+
+async def produce(bootstrap: str, events: int, tenants: list[uuid.UUID]) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    users = [uuid.uuid4() for _ in range(20)]
+    models = ["gpt-4o-mini", "llama-3-8b", "all-MiniLM-L6-v2"]
+    rnd = random.Random(7)
+    started = time.perf_counter()
+    try:
+        for tenant in tenants:
+            created = TenantCreated(
+                tenant_id=tenant,
+                source="bench",
+                data=TenantCreatedData(
+                    tenant_id=tenant, name="b", owner_user_id=users[0], plan="enterprise"
+                ),
+            )
+            await producer.send(TENANTS.name, created.model_dump_json().encode(), key=created.key)
+        pending = []
+        for i in range(events):
+            tenant = tenants[i % len(tenants)]
+            event = TokensConsumed(
+                tenant_id=tenant,
+                source="bench",
+                data=TokensConsumedData(
+                    user_id=rnd.choice(users),
+                    kind="chat",
+                    model=rnd.choice(models),
+                    prompt_tokens=rnd.randint(50, 2000),
+                    completion_tokens=rnd.randint(10, 500),
+                ),
+            )
+            pending.append(
+                await producer.send(TOKENS.name, event.model_dump_json().encode(), key=event.key)
+            )
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def bare_read(bootstrap: str, events: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=2000
+    )
+    await consumer.start()
+    partitions = [TopicPartition(TOKENS.name, p) for p in range(TOKENS.partitions)]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    seen = 0
+    started = time.perf_counter()
+    try:
+        while seen < events:
+            batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+            seen += sum(len(records) for records in batch.values())
+    finally:
+        await consumer.stop()
+    return time.perf_counter() - started
+
+
+async def usage_read(
+    bootstrap: str, database_url: str, events: int, tenants: int
+) -> tuple[float, float]:
+    settings = UsageSettings(
+        environment="test",
+        database_url=database_url,
+        kafka_bootstrap_servers=bootstrap,
+        migrate_on_start=False,
+        kafka_session_timeout_ms=2000,
+        kafka_heartbeat_interval_ms=300,
+        quota_reset_interval_seconds=3600,
+    )
+    runtime = build_runtime(settings)
+    started = time.perf_counter()
+    await runtime.start()
+    first_seen: float | None = None
+    try:
+        while True:
+            async with runtime.database.transaction() as session:
+                done = await session.scalar(
+                    select(func.count())
+                    .select_from(processed_events)
+                    .where(processed_events.c.consumer == "usage.tokens")
+                )
+            if done and first_seen is None:
+                first_seen = time.perf_counter()
+            if done >= events:
+                break
+            await asyncio.sleep(0.1)  # progress poll interval, not a readiness guess
+    finally:
+        finished = time.perf_counter()
+        await runtime.stop()
+    return finished - started, finished - (first_seen or started)
+
+
+async def run(events: int) -> None:
+    configure_logging("WARNING", json=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        postgres = EmbeddedPostgres(Path(tmp) / "pg", fast=False)
+        broker = TansuBroker(log_path=Path(tmp) / "tansu.log")
+        postgres.start()
+        broker.start()
+        try:
+            url = postgres.async_url("docuchat_usage")
+            await ensure_database(url)
+            await migrate(MIGRATIONS, url)
+            await ensure_topics(broker.bootstrap_servers, all_topics_with_dlq())
+            tenants = [uuid.uuid4() for _ in range(1000)]
+            produced = await produce(broker.bootstrap_servers, events, tenants)
+            bare = await bare_read(broker.bootstrap_servers, events)
+            total, steady = await usage_read(broker.bootstrap_servers, url, events, len(tenants))
+        finally:
+            broker.stop()
+            postgres.stop()
+    bare_rate = events / bare
+    print(
+        f"events: {events:,} on {TOKENS.partitions} partitions, 1,000 tenants (produced in {produced:.1f} s)"
+    )
+    print(f"{'consumer':<34}{'seconds':>10}{'events/s':>12}")
+    print(f"{'bare aiokafka read':<34}{bare:>10.2f}{bare_rate:>12,.0f}")
+    print(f"{'usage, from start (join incl.)':<34}{total:>10.2f}{events / total:>12,.0f}")
+    print(f"{'usage, first event to last':<34}{steady:>10.2f}{events / steady:>12,.0f}")
+    print(
+        f"ratio usage / bare: {events / total / bare_rate:.0%} from start, {events / steady / bare_rate:.0%} steady (goal >= 25%)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    args = parser.parse_args()
+    asyncio.run(run(args.events))
+
+
+if __name__ == "__main__":
+    main()
