@@ -40,7 +40,7 @@ def register(runtime: ServiceRuntime) -> None:
         await QuotaService(session, runtime.outbox).evaluate(touched)
 
     runtime.consumers.subscribe_batch(
-        TOKENS, [TokensConsumed], group=TOKENS_GROUP, handler=on_tokens
+        TOKENS, [TokensConsumed], group=TOKENS_GROUP, handler=on_tokens, max_records=2000
     )
     runtime.consumers.subscribe_batch(
         DOCUMENTS, [DocumentIndexed, DocumentDeleted], group=DOCUMENTS_GROUP, handler=on_documents
