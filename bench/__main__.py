@@ -1,7 +1,9 @@
 """Run every benchmark: ``make bench``."""
 
-from bench import auth, startup
+from bench import auth, startup, usage, usage_lag
 
 if __name__ == "__main__":
     startup.main()
     auth.main()
+    usage.main()
+    usage_lag.main()
