@@ -15,25 +15,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
-from docuchat.devstack import EmbeddedPostgres, TansuBroker
-from docuchat_common.db import ensure_database, migrate
+from bench.infra import usage_infra
 from docuchat_common.events.catalog import (
     TenantCreated,
     TenantCreatedData,
     TokensConsumed,
     TokensConsumedData,
 )
-from docuchat_common.events.topics import TENANTS, TOKENS, all_topics_with_dlq, ensure_topics
-from docuchat_common.logging import configure_logging
-from docuchat_usage.app import MIGRATIONS, build_runtime
+from docuchat_common.events.topics import TENANTS, TOKENS
+from docuchat_usage.app import build_runtime
 from docuchat_usage.models import processed_events
 from docuchat_usage.settings import UsageSettings
 
@@ -133,24 +129,11 @@ async def usage_read(
 
 
 async def run(events: int) -> None:
-    configure_logging("WARNING", json=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        postgres = EmbeddedPostgres(Path(tmp) / "pg", fast=False)
-        broker = TansuBroker(log_path=Path(tmp) / "tansu.log")
-        postgres.start()
-        broker.start()
-        try:
-            url = postgres.async_url("docuchat_usage")
-            await ensure_database(url)
-            await migrate(MIGRATIONS, url)
-            await ensure_topics(broker.bootstrap_servers, all_topics_with_dlq())
-            tenants = [uuid.uuid4() for _ in range(1000)]
-            produced = await produce(broker.bootstrap_servers, events, tenants)
-            bare = await bare_read(broker.bootstrap_servers, events)
-            total, steady = await usage_read(broker.bootstrap_servers, url, events, len(tenants))
-        finally:
-            broker.stop()
-            postgres.stop()
+    async with usage_infra() as (bootstrap, url):
+        tenants = [uuid.uuid4() for _ in range(1000)]
+        produced = await produce(bootstrap, events, tenants)
+        bare = await bare_read(bootstrap, events)
+        total, steady = await usage_read(bootstrap, url, events, len(tenants))
     bare_rate = events / bare
     print(f"events: {events:,} on {TOKENS.partitions} partitions, 1,000 tenants")
     print(f"(produced in {produced:.1f} s)")

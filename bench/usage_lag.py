@@ -13,15 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from docuchat.devstack import EmbeddedPostgres, TansuBroker
-from docuchat_common.db import ensure_database, migrate
+from bench.infra import usage_infra
 from docuchat_common.errors import QuotaExceeded
 from docuchat_common.events.catalog import (
     TenantCreated,
@@ -30,10 +27,8 @@ from docuchat_common.events.catalog import (
     TokensConsumedData,
 )
 from docuchat_common.events.envelope import Event
-from docuchat_common.events.topics import all_topics_with_dlq, ensure_topics
-from docuchat_common.logging import configure_logging
 from docuchat_common.quota import QuotaGuard
-from docuchat_usage.app import MIGRATIONS, build_runtime
+from docuchat_usage.app import build_runtime
 from docuchat_usage.settings import UsageSettings
 
 
@@ -75,41 +70,28 @@ async def trial(producer: AIOKafkaProducer, guard: QuotaGuard) -> float:
 
 
 async def run(trials: int) -> None:
-    configure_logging("WARNING", json=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        postgres = EmbeddedPostgres(Path(tmp) / "pg", fast=False)
-        broker = TansuBroker(log_path=Path(tmp) / "tansu.log")
-        postgres.start()
-        broker.start()
+    async with usage_infra() as (bootstrap, url):
+        settings = UsageSettings(
+            environment="test",
+            database_url=url,
+            kafka_bootstrap_servers=bootstrap,
+            migrate_on_start=False,
+            kafka_session_timeout_ms=2000,
+            kafka_heartbeat_interval_ms=300,
+        )
+        runtime = build_runtime(settings)
+        await runtime.start()
+        guard = QuotaGuard(bootstrap, service="bench")
+        await guard.start()
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
         try:
-            url = postgres.async_url("docuchat_usage")
-            await ensure_database(url)
-            await migrate(MIGRATIONS, url)
-            await ensure_topics(broker.bootstrap_servers, all_topics_with_dlq())
-            settings = UsageSettings(
-                environment="test",
-                database_url=url,
-                kafka_bootstrap_servers=broker.bootstrap_servers,
-                migrate_on_start=False,
-                kafka_session_timeout_ms=2000,
-                kafka_heartbeat_interval_ms=300,
-            )
-            runtime = build_runtime(settings)
-            await runtime.start()
-            guard = QuotaGuard(broker.bootstrap_servers, service="bench")
-            await guard.start()
-            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
-            await producer.start()
-            try:
-                await trial(producer, guard)  # warm-up: consumer groups joined, caches filled
-                lags = [await trial(producer, guard) for _ in range(trials)]
-            finally:
-                await producer.stop()
-                await guard.stop()
-                await runtime.stop()
+            await trial(producer, guard)  # warm-up: consumer groups joined, caches filled
+            lags = [await trial(producer, guard) for _ in range(trials)]
         finally:
-            broker.stop()
-            postgres.stop()
+            await producer.stop()
+            await guard.stop()
+            await runtime.stop()
     q = statistics.quantiles(lags, n=100, method="inclusive")
     print(f"enforcement lag over {trials} trials (event crossing the daily limit -> guard refuses)")
     p50, p90, p99 = (q[n - 1] * 1000 for n in (50, 90, 99))

@@ -233,20 +233,7 @@ class EventConsumers:
             return_annotation=None,
         )
         handle.__annotations__ = {"event": body_type, "message": KafkaMessage, "return": None}
-        handle.__name__ = f"{group}__{topic.name}".replace(".", "_").replace("-", "_")
-        handle.__doc__ = description or handler.__doc__
-
-        self.broker.subscriber(
-            topic.name,
-            group_id=group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.ACK,
-            session_timeout_ms=self.session_timeout_ms,
-            heartbeat_interval_ms=self.heartbeat_interval_ms,
-            title=f"{group}:{topic.name}",
-            description=description or handler.__doc__,
-        )(handle)
-        self.groups.append((group, topic.name))
+        self._register(handle, topic, group, description or handler.__doc__)
 
     def subscribe_batch(
         self,
@@ -300,20 +287,37 @@ class EventConsumers:
                 time.perf_counter() - started
             )
 
-        handle.__name__ = f"{group}__{topic.name}".replace(".", "_").replace("-", "_")
-        handle.__doc__ = description or handler.__doc__
-        self.broker.subscriber(
-            topic.name,
-            group_id=group,
+        self._register(
+            handle,
+            topic,
+            group,
+            description or handler.__doc__,
             batch=True,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
+        )
+
+    def _register(
+        self,
+        handle: Callable[..., Awaitable[None]],
+        topic: Topic,
+        group: str,
+        description: str | None,
+        **options: Any,
+    ) -> None:
+        """Subscribe ``handle``: from the earliest offset, committed after handling."""
+        handle.__name__ = f"{group}__{topic.name}".replace(".", "_").replace("-", "_")
+        handle.__doc__ = description
+        self.broker.subscriber(
+            topic.name,
+            group_id=group,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.ACK,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             title=f"{group}:{topic.name}",
-            description=description or handler.__doc__,
+            description=description,
+            **options,
         )(handle)
         self.groups.append((group, topic.name))
 
