@@ -178,16 +178,15 @@ async def test_late_events_land_in_their_own_day_and_do_not_count_today(
 
 
 async def test_unknown_tenants_and_malformed_messages_leave_the_counters_right(
-    usage: UsageService,
+    usage: UsageService, infra: Any
 ) -> None:
     tenant, stranger = uuid.uuid4(), uuid.uuid4()
+    marker = str(uuid.uuid4())
+    invalid = json.dumps({"type": "tokens.consumed", "version": 1, "data": {}, "m": marker})
     await usage.publish(
         tenant_created(tenant),
         chat_tokens(stranger, None, 5, 5),  # a tenant usage has never heard of
-        raw=[
-            b"{broken",
-            json.dumps({"type": "tokens.consumed", "version": 1, "data": {}}).encode(),
-        ],
+        raw=[b"{broken", invalid.encode()],
     )
     await usage.publish(chat_tokens(tenant, None, 3, 2))
     body = await summary_when(usage, tenant, 5)
@@ -195,6 +194,19 @@ async def test_unknown_tenants_and_malformed_messages_leave_the_counters_right(
     stranger_view = (await usage.client.get("/api/v1/usage", headers=usage.token(stranger))).json()
     assert stranger_view["tokens"]["total"] == 10  # metered, though it has no plan (yet)
     assert stranger_view["plan"] is None
+
+    # The invalid envelope went to the dead-letter topic, alone, with the reason.
+    async def dead_lettered() -> list[Any]:
+        return [
+            r
+            for r in await _read_topic(infra.bootstrap_servers, "docuchat.tokens.dlq")
+            if r.value == invalid.encode()
+        ]
+
+    [dead] = await eventually(dead_lettered, what="the invalid event in docuchat.tokens.dlq")
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert headers["x-dlq-error-type"] == "ValidationError"
+    assert headers["x-dlq-origin"].startswith("docuchat.tokens/")
 
 
 async def test_documents_and_storage_count_indexed_documents_once(usage: UsageService) -> None:
@@ -236,3 +248,18 @@ async def test_documents_and_storage_count_indexed_documents_once(usage: UsageSe
         )
 
     assert await eventually(documents, what="one document of 1200 bytes")
+
+
+async def _read_topic(bootstrap: str, topic: str) -> list[Any]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        batch = await consumer.getmany(timeout_ms=300)
+        return [r for records in batch.values() for r in records]
+    finally:
+        await consumer.stop()
