@@ -130,3 +130,35 @@ async def test_the_day_ending_lifts_a_spent_daily_quota(
 async def _used_is(usage: UsageService, tenant: uuid.UUID, used: int) -> bool:
     body = (await usage.client.get("/api/v1/usage", headers=usage.token(tenant))).json()
     return bool(body["limits"]["daily_tokens"]["used"] == used)
+
+
+async def test_an_enforcer_refuses_the_tenant_until_the_plan_is_upgraded(
+    usage: UsageService, infra: Any
+) -> None:
+    from docuchat_common.errors import QuotaExceeded
+    from docuchat_common.quota import QuotaGuard
+
+    guard = QuotaGuard(infra.bootstrap_servers, service="chat-test")
+    await guard.start()
+    try:
+        tenant, neighbour = uuid.uuid4(), uuid.uuid4()
+        await usage.publish(
+            tenant_created(tenant), tenant_created(neighbour), chat_tokens(tenant, None, 50_000, 1)
+        )
+        await guard.wait_for(
+            tenant, lambda s: s is not None and s.exceeded == ["daily_tokens"], timeout=30
+        )
+        with pytest.raises(QuotaExceeded) as refused:
+            guard.check(tenant)
+        assert refused.value.status == 429
+        assert 0 < refused.value.retry_after <= 24 * 3600
+        await guard.wait_for(neighbour, lambda s: s is not None, timeout=30)
+        guard.check(neighbour)  # another tenant is unaffected
+
+        await usage.client.put(
+            "/api/v1/usage/plan", json={"plan": "pro"}, headers=usage.token(tenant)
+        )
+        await guard.wait_for(tenant, lambda s: s is not None and s.plan == "pro", timeout=30)
+        guard.check(tenant)
+    finally:
+        await guard.stop()
