@@ -68,15 +68,17 @@ def embedding_tokens(tenant: uuid.UUID, amount: int) -> TokensConsumed:
 async def summary_when(
     usage: UsageService, tenant: uuid.UUID, total: int, window: str = "24h"
 ) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        body: dict[str, Any] = (
-            await usage.client.get(
-                "/api/v1/usage", params={"window": window}, headers=usage.token(tenant)
-            )
-        ).json()
-        return body if body["tokens"]["total"] == total else None
+    """/usage once it shows ``total`` tokens and the tenant's plan (tokens and tenant.created
+    travel on different topics, so either may arrive first)."""
 
-    return await eventually(probe, what=f"{total} tokens in /usage")
+    async def probe() -> dict[str, Any] | None:
+        response = await usage.client.get(
+            "/api/v1/usage", params={"window": window}, headers=usage.token(tenant)
+        )
+        body: dict[str, Any] = response.json()
+        return body if body["tokens"]["total"] == total and body["plan"] else None
+
+    return await eventually(probe, what=f"{total} tokens and a plan in /usage")
 
 
 async def test_tokens_from_chat_and_ingest_show_up_by_user_and_model(usage: UsageService) -> None:
