@@ -13,33 +13,24 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from docuchat_auth.settings import AuthSettings
-from docuchat_auth.tokens.keys import KeyRing
 from docuchat_common.events.envelope import Event
-from docuchat_common.identity import JWKSCache, TokenVerifier
 from docuchat_common.service import ServiceRuntime
 from docuchat_usage.app import build_runtime
 from docuchat_usage.settings import UsageSettings
+from tests.signer import Signer
 
 
 @dataclass
 class UsageService:
     runtime: ServiceRuntime
     client: httpx.AsyncClient
-    keys: KeyRing
+    signer: Signer
     producer: AIOKafkaProducer
 
     def token(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID | None = None, role: str = "owner"
     ) -> dict[str, str]:
-        claims = {
-            "sub": str(user_id or uuid.uuid4()),
-            "tid": str(tenant_id),
-            "role": role,
-            "scopes": ["read", "write", "chat"],
-        }
-        token = self.keys.sign(claims, audience="docuchat", ttl_seconds=300)
-        return {"Authorization": f"Bearer {token}"}
+        return self.signer.headers(tenant_id, user_id, role)
 
     async def publish(self, *events: Event[Any], raw: Sequence[bytes] = ()) -> None:
         for event in events:
@@ -55,13 +46,9 @@ async def usage(settings_for: Any, infra: Any, tmp_path: Path) -> AsyncIterator[
     settings: UsageSettings = settings_for(
         UsageSettings, "usage", quota_reset_interval_seconds=3600
     )
-    keys = KeyRing.from_settings(AuthSettings(environment="test", keys_dir=tmp_path / "keys"))
+    signer = Signer(tmp_path / "keys")
     runtime = build_runtime(settings)
-    runtime.token_verifier = TokenVerifier(
-        JWKSCache.static({k.kid: k.private_key.public_key() for k in keys.keys}),
-        issuer="docuchat-auth",
-        audience="docuchat",
-    )
+    runtime.token_verifier = signer.verifier()
     app = runtime.create_app()
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
     await producer.start()
@@ -69,6 +56,6 @@ async def usage(settings_for: Any, infra: Any, tmp_path: Path) -> AsyncIterator[
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://usage") as client:
-                yield UsageService(runtime, client, keys, producer)
+                yield UsageService(runtime, client, signer, producer)
     finally:
         await producer.stop()

@@ -1,7 +1,7 @@
 """Ingest: knowledge bases, documents, the indexing pipeline and retrieval.
 
-Routes and workers arrive with their issues; the runtime (database, outbox, broker, health,
-metrics) is in place. Roles: ``api`` serves HTTP, ``worker`` consumes document.uploaded.
+Roles: ``api`` serves HTTP and keeps knowledge bases in step with tenants; ``worker`` will
+consume document.uploaded (the pipeline); ``all`` is both.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from docuchat_common.events.catalog import (
     DocumentUploaded,
     TokensConsumed,
 )
+from docuchat_common.quota import QuotaGuard
 from docuchat_common.service import ServiceRuntime
+from docuchat_ingest.knowledge_bases import consumers as kb_consumers
+from docuchat_ingest.knowledge_bases.router import router as kb_router
 from docuchat_ingest.models import metadata
 from docuchat_ingest.settings import IngestSettings
 
@@ -25,13 +28,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def build_runtime(settings: IngestSettings | None = None, *, role: str = "all") -> ServiceRuntime:
     settings = settings or IngestSettings()
-    return ServiceRuntime(
+    api = role in ("all", "api")
+    runtime = ServiceRuntime(
         name="ingest" if role != "worker" else "ingest-worker",
         settings=settings,
         metadata=metadata,
         migrations_dir=MIGRATIONS,
-        routers=[],
-        run_consumers=role in ("all", "worker"),
+        routers=[kb_router] if api else [],
         publishes=[
             DocumentUploaded,
             DocumentProgressed,
@@ -41,3 +44,23 @@ def build_runtime(settings: IngestSettings | None = None, *, role: str = "all") 
             TokensConsumed,
         ],
     )
+    if api:
+        kb_consumers.register(runtime)
+        _enforce_quotas(runtime)
+    return runtime
+
+
+def _enforce_quotas(runtime: ServiceRuntime) -> None:
+    """The tenant quota state (from usage's quota.changed), in memory before serving."""
+    guard = QuotaGuard(runtime.settings.kafka_bootstrap_servers, service=runtime.name)
+    runtime.state["quota"] = guard
+    runtime.health.add("quota", guard.check_ready)
+
+    async def start(_: ServiceRuntime) -> None:
+        await guard.start()
+
+    async def stop(_: ServiceRuntime) -> None:
+        await guard.stop()
+
+    runtime.on_start(start)
+    runtime.on_stop(stop)

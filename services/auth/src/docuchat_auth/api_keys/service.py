@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import re
 import secrets
 import uuid
@@ -14,8 +11,9 @@ from datetime import UTC, datetime
 from docuchat_auth.api_keys.repository import ApiKeyRepository
 from docuchat_auth.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyOut
 from docuchat_auth.models import ApiKey
-from docuchat_common.errors import NotFound, Unprocessable
+from docuchat_common.errors import NotFound
 from docuchat_common.identity import Identity
+from docuchat_common.pagination import decode_cursor, encode_cursor
 
 KEY_PREFIX = "dck_"
 KEY_BYTES = 32
@@ -49,20 +47,6 @@ def api_key_out(key: ApiKey) -> ApiKeyOut:
         last_used_at=key.last_used_at,
         revoked=key.revoked_at is not None,
     )
-
-
-def encode_cursor(key: ApiKey) -> str:
-    raw = json.dumps([key.created_at.isoformat(), str(key.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, key_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(key_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise Unprocessable("cursor is not one this API returned", code="invalid_cursor") from exc
 
 
 class ApiKeyService:
@@ -102,7 +86,7 @@ class ApiKeyService:
         # One more than asked tells whether another page exists.
         rows = await self.keys.page(tenant_id, limit=limit + 1, after=after)
         page = rows[:limit]
-        next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
         return ApiKeyList(items=[api_key_out(k) for k in page], next_cursor=next_cursor)
 
     async def revoke(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,7 +23,7 @@ from docuchat_auth.tenants.schemas import (
     TenantOut,
     TenantPatch,
 )
-from docuchat_common.errors import BadRequest, Conflict, Forbidden, NotFound
+from docuchat_common.errors import Conflict, Forbidden, NotFound
 from docuchat_common.events.catalog import (
     TenantDeleted,
     TenantDeletedData,
@@ -36,6 +34,7 @@ from docuchat_common.events.catalog import (
 )
 from docuchat_common.events.outbox import Outbox
 from docuchat_common.identity import Identity
+from docuchat_common.pagination import decode_cursor, encode_cursor
 
 SOURCE = "auth"
 
@@ -53,19 +52,6 @@ def member_out(user: User) -> MemberOut:
         status="active" if user.password_hash else "invited",
         created_at=user.created_at,
     )
-
-
-def _encode_cursor(user: User) -> str:
-    raw = json.dumps([user.created_at.isoformat(), str(user.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, user_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), uuid.UUID(user_id)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest("the cursor is not valid", code="invalid_cursor") from exc
 
 
 class TenantService:
@@ -117,13 +103,15 @@ class TenantService:
     # --- members ---------------------------------------------------------------------------
 
     async def members(self, identity: Identity, *, limit: int, cursor: str | None) -> MemberList:
-        after = _decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
         users = await self.tenants.members_page(identity.tenant_id, after=after, limit=limit + 1)
         more = len(users) > limit
         users = users[:limit]
         return MemberList(
             items=[member_out(u) for u in users],
-            next_cursor=_encode_cursor(users[-1]) if more and users else None,
+            next_cursor=encode_cursor(users[-1].created_at, users[-1].id)
+            if more and users
+            else None,
         )
 
     async def _member(self, identity: Identity, user_id: uuid.UUID) -> User:
