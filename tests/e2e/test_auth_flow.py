@@ -105,3 +105,23 @@ async def test_deleting_the_tenant_reaches_usage(
 
 async def _is(probe: object, expected: int) -> bool:
     return await probe() == expected  # type: ignore[operator]
+
+
+async def test_a_new_tenant_finds_its_default_knowledge_base(gateway: httpx.AsyncClient) -> None:
+    owner = (
+        await gateway.post(
+            "/api/v1/auth/register",
+            json={
+                "email": f"kb-{uuid.uuid4().hex[:8]}@example.com",
+                "password": PASSWORD,
+                "tenant_name": "KB",
+            },
+        )
+    ).json()
+    headers = {"Authorization": f"Bearer {owner['access_token']}"}
+
+    async def default_kb() -> list[str]:
+        body = (await gateway.get("/api/v1/knowledge-bases", headers=headers)).json()
+        return [kb["name"] for kb in body.get("items", []) if kb["is_default"]]
+
+    assert await eventually(default_kb, what="the default knowledge base") == ["My documents"]

@@ -86,6 +86,7 @@ async def test_tenant_created_crosses_the_broker_with_correlation_and_trace(
         if line.get("event") == "event handled"
         and line.get("event_type") == "tenant.created"
         and line.get("tenant_id") == tenant_id
+        and line.get("group") == "usage.tenants"
     ]
     assert len(handled) == 1, handled
     assert handled[0]["correlation_id"] == request_id
