@@ -71,7 +71,7 @@ def build_runtimes(target: str) -> list[ServiceRuntime]:
         raise ValueError(f"unknown target {target!r}; one of {', '.join(TARGETS)}")
     if target == "relay":
         # The relay role alone: every service's outbox, no HTTP routes, no consumers.
-        runtimes = [BUILDERS[s]() for s in SERVICES]
+        runtimes = [_auth(), _ingest("relay")(), _chat(), _usage()]
         for rt in runtimes:
             rt.routers.clear()
             rt.run_consumers = False

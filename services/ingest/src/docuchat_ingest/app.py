@@ -1,7 +1,7 @@
 """Ingest: knowledge bases, documents, the indexing pipeline and retrieval.
 
 Roles: ``api`` serves HTTP and keeps knowledge bases in step with tenants; ``worker`` will
-consume document.uploaded (the pipeline); ``all`` is both.
+consume document.uploaded (the pipeline); ``all`` is both; ``relay`` only publishes the outbox.
 """
 
 from __future__ import annotations
