@@ -1,0 +1,1 @@
+"""The indexing pipeline: parse → chunk → embed → upsert, one document at a time."""

@@ -1,0 +1,146 @@
+"""Indexing one document: parse it, chunk it for the embedding model, embed the chunks in
+batches and write them to the vector store.
+
+The worker (a consumer of document.uploaded) calls this; it holds no state between documents.
+Progress is reported after each embedding batch, the step that costs most. If anything fails
+after points were written, the document's points are removed before the error goes up: a
+failed document never leaves half of itself searchable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from docuchat_ingest.chunking import Chunk, Chunker, ChunkInput
+from docuchat_ingest.embedding import Embedder
+from docuchat_ingest.parsing import ParsedDocument, parse_document
+from docuchat_ingest.vectorstore import ChunkPayload, ChunkPoint, VectorStore
+
+ProgressCallback = Callable[[float], Awaitable[None]]
+
+# Repeated page furniture says nothing about the content and would crowd out real passages.
+SKIPPED_KINDS = frozenset({"header", "footer"})
+# Parsing is the first 10% of the reported progress; embedding and writing are the rest.
+PARSED_PROGRESS = 0.1
+
+
+@dataclass(frozen=True)
+class DocumentToIndex:
+    tenant_id: uuid.UUID
+    knowledge_base_id: uuid.UUID
+    document_id: uuid.UUID
+    filename: str
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class IndexedDocument:
+    pages: int
+    chunks: int
+    embedding_tokens: int
+    embedding_model: str
+
+
+def chunk_inputs(parsed: ParsedDocument) -> list[ChunkInput]:
+    return [
+        ChunkInput(
+            text=block.text,
+            page=page.number,
+            heading_path=tuple(block.heading_path),
+            kind=block.kind,
+        )
+        for page in parsed.pages
+        for block in page.blocks
+        if block.kind not in SKIPPED_KINDS and block.text.strip()
+    ]
+
+
+class DocumentIndexer:
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        *,
+        batch_size: int = 64,
+        max_pages: int = 500,
+    ) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.batch_size = batch_size
+        self.max_pages = max_pages
+
+    async def index(
+        self,
+        document: DocumentToIndex,
+        *,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        on_progress: ProgressCallback | None = None,
+    ) -> IndexedDocument:
+        parsed = await asyncio.to_thread(
+            parse_document,
+            document.data,
+            filename=document.filename,
+            media_type=document.media_type,
+            max_pages=self.max_pages,
+        )
+        chunker = Chunker(
+            max_tokens=chunk_tokens, overlap_tokens=min(overlap_tokens, chunk_tokens // 2)
+        )
+        chunks = await asyncio.to_thread(chunker.chunk, chunk_inputs(parsed))
+        if on_progress:
+            await on_progress(PARSED_PROGRESS)
+        tokens = 0
+        written = False
+        try:
+            # A redelivered message rewrites the same point ids; a reindex with fewer chunks
+            # must not leave the old tail behind.
+            await self.store.delete_document(document.tenant_id, document.document_id)
+            for start in range(0, len(chunks), self.batch_size):
+                batch = chunks[start : start + self.batch_size]
+                result = await self.embedder.embed([c.embedding_text for c in batch])
+                tokens += result.tokens
+                await self.store.upsert(self._points(document, batch, result.vectors))
+                written = True
+                if on_progress:
+                    done = (start + len(batch)) / len(chunks)
+                    await on_progress(PARSED_PROGRESS + (1 - PARSED_PROGRESS) * done)
+        except BaseException:
+            if written:
+                await self.store.delete_document(document.tenant_id, document.document_id)
+            raise
+        return IndexedDocument(
+            pages=parsed.page_count,
+            chunks=len(chunks),
+            embedding_tokens=tokens,
+            embedding_model=self.embedder.model_name,
+        )
+
+    @staticmethod
+    def _points(
+        document: DocumentToIndex, chunks: Sequence[Chunk], vectors: npt.NDArray[np.float32]
+    ) -> list[ChunkPoint]:
+        return [
+            ChunkPoint.for_chunk(
+                ChunkPayload(
+                    tenant_id=document.tenant_id,
+                    knowledge_base_id=document.knowledge_base_id,
+                    document_id=document.document_id,
+                    chunk_index=chunk.index,
+                    text=chunk.text,
+                    filename=document.filename,
+                    page_start=chunk.pages[0] if chunk.pages else None,
+                    page_end=chunk.pages[-1] if chunk.pages else None,
+                    heading_path=chunk.heading_path,
+                ),
+                vector,
+            )
+            for chunk, vector in zip(chunks, vectors, strict=True)
+        ]
