@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
@@ -12,3 +13,12 @@ class IngestSettings(ServiceSettings):
 
     service_name: ClassVar[str] = "ingest"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/docuchat_ingest"
+
+    # Original files (dev: a directory; production: a volume shared by API and workers).
+    blob_dir: Path = Path(".docuchat/blobs")
+    # The embedded vector store's shard (one process owns it).
+    vector_dir: Path = Path(".docuchat/vectors")
+    # Set to use a Qdrant server instead of the embedded shard.
+    qdrant_url: str | None = None
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_pages: int = 500
