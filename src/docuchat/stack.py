@@ -104,6 +104,8 @@ class DevStack:
             "DOCUCHAT_JWKS_URL": f"{self.service_url('auth')}/.well-known/jwks.json",
             "DOCUCHAT_AUTH_KEYS_DIR": str(self.data_dir / "auth-keys"),
             "DOCUCHAT_AUTH_MAIL_FILE": str(self.mail_file),
+            "DOCUCHAT_INGEST_BLOB_DIR": str(self.data_dir / "blobs"),
+            "DOCUCHAT_INGEST_VECTOR_DIR": str(self.data_dir / "vectors"),
             "DOCUCHAT_RELAY_PORT": str(self.ports["relay"]),
             "DOCUCHAT_INGEST_WORKER_PORT": str(self.ports["ingest-worker"]),
             "PYTHONUNBUFFERED": "1",

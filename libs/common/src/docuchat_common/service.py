@@ -152,6 +152,9 @@ class ServiceRuntime:
         )
         if self.settings.migrate_on_start:
             await self.migrate()
+        # Hooks prepare what handlers need (models, stores, caches) before anything is consumed.
+        for hook in self._on_start:
+            await hook(self)
         if not self.run_consumers:
             self.broker._subscribers.clear()
         async for attempt in AsyncRetrying(
@@ -171,8 +174,6 @@ class ServiceRuntime:
             if self.run_consumers:
                 self.epoch_watchdog.on_new_epoch(subscriber_restarter(self.broker))
             self.epoch_watchdog.start()
-        for hook in self._on_start:
-            await hook(self)
         log.info(
             "service started",
             service=self.name,

@@ -18,10 +18,15 @@ from docuchat_common.events.catalog import (
 )
 from docuchat_common.quota import QuotaGuard
 from docuchat_common.service import ServiceRuntime
+from docuchat_ingest.blobs import LocalBlobStore
 from docuchat_ingest.knowledge_bases import consumers as kb_consumers
 from docuchat_ingest.knowledge_bases.router import router as kb_router
 from docuchat_ingest.models import metadata
+from docuchat_ingest.pipeline.indexer import DocumentIndexer
 from docuchat_ingest.settings import IngestSettings
+from docuchat_ingest.vectorstore import VectorStore
+from docuchat_ingest.worker import consumers as worker_consumers
+from docuchat_ingest.worker.service import IndexingService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -44,10 +49,48 @@ def build_runtime(settings: IngestSettings | None = None, *, role: str = "all") 
             TokensConsumed,
         ],
     )
+    runtime.state["blobs"] = LocalBlobStore(settings.blob_dir)
     if api:
         kb_consumers.register(runtime)
         _enforce_quotas(runtime)
+    if role in ("all", "worker"):
+        worker_consumers.register(runtime)
+        _run_pipeline(runtime, settings)
     return runtime
+
+
+def _vector_store(settings: IngestSettings) -> VectorStore:
+    if settings.qdrant_url:
+        from docuchat_ingest.vectorstore.qdrant_client_store import QdrantClientStore
+
+        return QdrantClientStore.connect(url=settings.qdrant_url)
+    from docuchat_ingest.vectorstore.edge_store import QdrantEdgeStore
+
+    return QdrantEdgeStore(settings.vector_dir)
+
+
+def _run_pipeline(runtime: ServiceRuntime, settings: IngestSettings) -> None:
+    """The worker's model and vector store, ready before the first document.uploaded."""
+    store = _vector_store(settings)
+
+    async def start(_: ServiceRuntime) -> None:
+        from docuchat_ingest.embedding.minilm import MiniLMEmbedder
+
+        await store.ensure_collection()
+        runtime.state["vector_store"] = store
+        runtime.state["indexing"] = IndexingService(
+            database=runtime.database,
+            outbox=runtime.outbox,
+            blobs=runtime.state["blobs"],
+            indexer=DocumentIndexer(MiniLMEmbedder(), store, max_pages=settings.max_pages),
+            store=store,
+        )
+
+    async def stop(_: ServiceRuntime) -> None:
+        await store.close()
+
+    runtime.on_start(start)
+    runtime.on_stop(stop)
 
 
 def _enforce_quotas(runtime: ServiceRuntime) -> None:

@@ -1,0 +1,199 @@
+"""The worker's side of a document: queued → processing → indexed | failed.
+
+The message is the unit of work: the final state, document.indexed (or .failed) and the
+embedding tokens for usage are committed together with the consumer's claim on the event, so a
+worker that dies mid-document leaves the event unclaimed and the next delivery starts over
+(point ids are deterministic: nothing is duplicated). Progress is committed as it happens, in
+short transactions of its own, so clients watching the document see it move.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docuchat_common.db import Database
+from docuchat_common.events.catalog import (
+    DocumentFailed,
+    DocumentFailedData,
+    DocumentIndexed,
+    DocumentIndexedData,
+    DocumentProgressed,
+    DocumentProgressedData,
+    DocumentUploaded,
+    TokensConsumed,
+    TokensConsumedData,
+)
+from docuchat_common.events.outbox import Outbox
+from docuchat_common.logging import get_logger
+from docuchat_ingest.blobs import BlobStore
+from docuchat_ingest.knowledge_bases.schemas import KnowledgeBaseSettings
+from docuchat_ingest.models import Document, KnowledgeBase
+from docuchat_ingest.parsing import ParseError
+from docuchat_ingest.pipeline.indexer import DocumentIndexer, DocumentToIndex
+from docuchat_ingest.vectorstore import VectorStore
+
+log = get_logger(__name__)
+SOURCE = "ingest"
+# document.progressed at least every 10%.
+PROGRESS_STEP = 0.1
+
+
+class IndexingService:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        outbox: Outbox,
+        blobs: BlobStore,
+        indexer: DocumentIndexer,
+        store: VectorStore,
+    ) -> None:
+        self.database = database
+        self.outbox = outbox
+        self.blobs = blobs
+        self.indexer = indexer
+        self.store = store
+
+    async def index(self, event: DocumentUploaded, session: AsyncSession) -> None:
+        document = await session.get(Document, event.data.document_id)
+        if document is None or document.tenant_id != event.tenant_id:
+            log.info(
+                "document gone before indexing; skipped", document_id=str(event.data.document_id)
+            )
+            return
+        kb = await session.get(KnowledgeBase, document.knowledge_base_id)
+        settings = KnowledgeBaseSettings.model_validate(kb.settings if kb else {})
+        await self._progress(document, "processing", 0.0)
+        last_reported = 0.0
+
+        async def on_progress(value: float) -> None:
+            nonlocal last_reported
+            if value - last_reported >= PROGRESS_STEP or value >= 1.0:
+                last_reported = value
+                await self._progress(document, "processing", value)
+
+        try:
+            data = await self.blobs.get(document.blob_key)
+            indexed = await self.indexer.index(
+                DocumentToIndex(
+                    tenant_id=document.tenant_id,
+                    knowledge_base_id=document.knowledge_base_id,
+                    document_id=document.id,
+                    filename=document.filename,
+                    media_type=document.media_type,
+                    data=data,
+                ),
+                chunk_tokens=settings.chunk_size,
+                overlap_tokens=settings.chunk_overlap,
+                on_progress=on_progress,
+            )
+        except ParseError as exc:
+            await self._fail(session, document, exc.code, str(exc))
+            return
+        except Exception as exc:  # never a crash loop: the user sees why, and can reindex
+            log.exception("indexing failed", document_id=str(document.id))
+            await self._fail(session, document, "indexing_error", type(exc).__name__)
+            return
+        now = datetime.now(UTC)
+        await session.execute(
+            update(Document)
+            .where(Document.id == document.id)
+            .values(
+                status="indexed",
+                progress=1.0,
+                pages=indexed.pages,
+                chunks=indexed.chunks,
+                embedding_tokens=indexed.embedding_tokens,
+                error_code=None,
+                error=None,
+                indexed_at=now,
+            )
+        )
+        await self.outbox.add(
+            session,
+            DocumentIndexed(
+                tenant_id=document.tenant_id,
+                source=SOURCE,
+                data=DocumentIndexedData(
+                    document_id=document.id,
+                    knowledge_base_id=document.knowledge_base_id,
+                    user_id=document.user_id,
+                    pages=indexed.pages,
+                    chunks=indexed.chunks,
+                    size_bytes=document.size_bytes,
+                    embedding_tokens=indexed.embedding_tokens,
+                    embedding_model=indexed.embedding_model,
+                ),
+            ),
+            TokensConsumed(
+                tenant_id=document.tenant_id,
+                source=SOURCE,
+                data=TokensConsumedData(
+                    user_id=document.user_id,
+                    kind="embedding",
+                    model=indexed.embedding_model,
+                    embedding_tokens=indexed.embedding_tokens,
+                    reference=str(document.id),
+                ),
+            ),
+        )
+        log.info(
+            "document indexed",
+            document_id=str(document.id),
+            chunks=indexed.chunks,
+            pages=indexed.pages,
+        )
+
+    async def _progress(self, document: Document, status: str, progress: float) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(Document)
+                .where(Document.id == document.id)
+                .values(status=status, progress=progress)
+            )
+            await self.outbox.add(
+                session,
+                DocumentProgressed(
+                    tenant_id=document.tenant_id,
+                    source=SOURCE,
+                    data=DocumentProgressedData(
+                        document_id=document.id,
+                        knowledge_base_id=document.knowledge_base_id,
+                        status=status,
+                        progress=round(progress, 3),
+                    ),
+                ),
+            )
+
+    async def _fail(
+        self, session: AsyncSession, document: Document, code: str, message: str
+    ) -> None:
+        await session.execute(
+            update(Document)
+            .where(Document.id == document.id)
+            .values(status="failed", error_code=code, error=message[:2000])
+        )
+        await self.outbox.add(
+            session,
+            DocumentFailed(
+                tenant_id=document.tenant_id,
+                source=SOURCE,
+                data=DocumentFailedData(
+                    document_id=document.id,
+                    knowledge_base_id=document.knowledge_base_id,
+                    code=code,
+                    error=message[:2000],
+                ),
+            ),
+        )
+        log.info("document failed", document_id=str(document.id), code=code)
+
+    async def forget_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> None:
+        await self.store.delete_document(tenant_id, document_id)
+
+    async def forget_tenant(self, tenant_id: uuid.UUID) -> None:
+        await self.store.delete_tenant(tenant_id)
