@@ -10,6 +10,7 @@ failed document never leaves half of itself searchable.
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ ProgressCallback = Callable[[float], Awaitable[None]]
 SKIPPED_KINDS = frozenset({"header", "footer"})
 # Parsing is the first 10% of the reported progress; embedding and writing are the rest.
 PARSED_PROGRESS = 0.1
+MIN_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,10 @@ class DocumentIndexer:
             # A redelivered message rewrites the same point ids; a reindex with fewer chunks
             # must not leave the old tail behind.
             await self.store.delete_document(document.tenant_id, document.document_id)
-            for start in range(0, len(chunks), self.batch_size):
-                batch = chunks[start : start + self.batch_size]
+            # About ten batches per document (progress every 10%), never tiny ones.
+            step = max(MIN_BATCH, min(self.batch_size, math.ceil(len(chunks) / 10)))
+            for start in range(0, len(chunks), step):
+                batch = chunks[start : start + step]
                 result = await self.embedder.embed([c.embedding_text for c in batch])
                 tokens += result.tokens
                 await self.store.upsert(self._points(document, batch, result.vectors))

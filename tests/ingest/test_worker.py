@@ -1,0 +1,167 @@
+"""The ingest worker: document.uploaded → indexed (or failed with a code), through the real
+broker, PostgreSQL, the model and the embedded vector store."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from docuchat_common.events.catalog import (
+    DocumentDeleted,
+    DocumentDeletedData,
+    DocumentUploaded,
+    DocumentUploadedData,
+)
+from docuchat_ingest.app import build_runtime
+from docuchat_ingest.blobs import blob_key
+from docuchat_ingest.models import Document, KnowledgeBase
+from docuchat_ingest.settings import IngestSettings
+from tests.helpers import eventually
+from tests.in_process import InProcessService, serve
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+
+
+@pytest.fixture
+async def worker(settings_for: Any, infra: Any, tmp_path: Path) -> AsyncIterator[InProcessService]:
+    settings = settings_for(
+        IngestSettings, "ingest", blob_dir=tmp_path / "blobs", vector_dir=tmp_path / "vectors"
+    )
+    async with serve(
+        build_runtime(settings, role="all"), infra.bootstrap_servers, tmp_path / "keys"
+    ) as service:
+        yield service
+
+
+async def upload(
+    service: InProcessService, tenant: uuid.UUID, path: Path, media_type: str
+) -> Document:
+    """What the upload route does: blob, row and event (the route has its own tests)."""
+    data = path.read_bytes()
+    kb = KnowledgeBase(
+        id=uuid.uuid4(),
+        tenant_id=tenant,
+        name=f"kb-{uuid.uuid4().hex[:6]}",
+        settings={},
+        is_default=False,
+    )
+    document_id = uuid.uuid4()
+    key = blob_key(tenant, document_id)
+    await service.runtime.state["blobs"].put(key, data)
+    document = Document(
+        id=document_id,
+        tenant_id=tenant,
+        knowledge_base_id=kb.id,
+        filename=path.name,
+        media_type=media_type,
+        size_bytes=len(data),
+        content_hash=hashlib.sha256(data).hexdigest(),
+        blob_key=key,
+        status="queued",
+        progress=0.0,
+    )
+    async with service.runtime.database.transaction() as session:
+        session.add(kb)
+        await session.flush()
+        session.add(document)
+    await service.publish(
+        DocumentUploaded(
+            tenant_id=tenant,
+            source="ingest",
+            data=DocumentUploadedData(
+                document_id=document_id,
+                knowledge_base_id=kb.id,
+                filename=path.name,
+                media_type=media_type,
+                size_bytes=len(data),
+                content_hash=document.content_hash,
+            ),
+        )
+    )
+    return document
+
+
+async def settled(service: InProcessService, document_id: uuid.UUID) -> Document:
+    async def probe() -> Document | None:
+        async with service.runtime.database.transaction() as session:
+            doc = await session.get(Document, document_id)
+        return doc if doc is not None and doc.status in ("indexed", "failed") else None
+
+    return await eventually(probe, timeout=90, what="the document to be indexed or failed")
+
+
+async def outbox_types(service: InProcessService) -> list[str]:
+    async with service.runtime.database.transaction() as session:
+        return [
+            r[0] for r in await session.execute(text("SELECT event_type FROM outbox ORDER BY seq"))
+        ]
+
+
+async def test_an_uploaded_pdf_is_indexed_with_progress_and_metered(
+    worker: InProcessService,
+) -> None:
+    tenant = uuid.uuid4()
+    document = await upload(
+        worker, tenant, CORPUS / "docs" / "pdf" / "text" / "pdfminer-dmca.pdf", "application/pdf"
+    )
+    done = await settled(worker, document.id)
+    assert (done.status, done.progress, done.pages) == ("indexed", 1.0, 18)
+    assert done.chunks and done.chunks > 18
+    assert done.embedding_tokens and done.embedding_tokens > 0
+    store = worker.runtime.state["vector_store"]
+    assert await store.count(tenant, document.knowledge_base_id) == done.chunks
+    types = await outbox_types(worker)
+    assert types.count("document.progressed") >= 5  # at least every 10%
+    assert "document.indexed" in types
+    assert "tokens.consumed" in types
+
+    await worker.publish(
+        DocumentDeleted(
+            tenant_id=tenant,
+            source="ingest",
+            data=DocumentDeletedData(
+                document_id=document.id,
+                knowledge_base_id=document.knowledge_base_id,
+                size_bytes=1,
+                was_indexed=True,
+            ),
+        )
+    )
+
+    async def points_gone() -> bool:
+        return await store.count(tenant, document.knowledge_base_id) == 0
+
+    assert await eventually(points_gone, what="the deleted document's points to leave the index")
+
+
+async def test_an_encrypted_pdf_fails_with_its_code_and_the_worker_goes_on(
+    worker: InProcessService,
+) -> None:
+    tenant = uuid.uuid4()
+    bad = await upload(
+        worker,
+        tenant,
+        CORPUS / "docs" / "pdf" / "encrypted" / "pdfminer-aes-256.pdf",
+        "application/pdf",
+    )
+    good = await upload(
+        worker,
+        tenant,
+        CORPUS / "docs" / "md" / "pymupdf-test_markdown_bad_unicode.md",
+        "text/markdown",
+    )
+    failed = await settled(worker, bad.id)
+    assert (failed.status, failed.error_code) == ("failed", "encrypted_document")
+    assert (await settled(worker, good.id)).status == "indexed"
+    assert "document.failed" in await outbox_types(worker)
+    async with worker.runtime.database.transaction() as session:
+        statuses = (
+            await session.scalars(select(Document.status).where(Document.tenant_id == tenant))
+        ).all()
+    assert sorted(statuses) == ["failed", "indexed"]
