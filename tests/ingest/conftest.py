@@ -22,6 +22,9 @@ class IngestService(InProcessService):
 
 @pytest.fixture
 async def ingest(settings_for: Any, infra: Any, tmp_path: Path) -> AsyncIterator[IngestService]:
-    runtime = build_runtime(settings_for(IngestSettings, "ingest"), role="api")
+    settings = settings_for(
+        IngestSettings, "ingest", blob_dir=tmp_path / "blobs", vector_dir=tmp_path / "vectors"
+    )
+    runtime = build_runtime(settings, role="api")
     async with serve(runtime, infra.bootstrap_servers, tmp_path / "keys") as service:
         yield IngestService(service.runtime, service.client, service.signer, service.producer)

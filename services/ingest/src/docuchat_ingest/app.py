@@ -19,6 +19,7 @@ from docuchat_common.events.catalog import (
 from docuchat_common.quota import QuotaGuard
 from docuchat_common.service import ServiceRuntime
 from docuchat_ingest.blobs import LocalBlobStore
+from docuchat_ingest.documents.router import router as documents_router
 from docuchat_ingest.knowledge_bases import consumers as kb_consumers
 from docuchat_ingest.knowledge_bases.router import router as kb_router
 from docuchat_ingest.models import metadata
@@ -39,7 +40,7 @@ def build_runtime(settings: IngestSettings | None = None, *, role: str = "all") 
         settings=settings,
         metadata=metadata,
         migrations_dir=MIGRATIONS,
-        routers=[kb_router] if api else [],
+        routers=[kb_router, documents_router] if api else [],
         publishes=[
             DocumentUploaded,
             DocumentProgressed,

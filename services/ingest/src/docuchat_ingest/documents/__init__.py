@@ -1,0 +1,1 @@
+"""Documents: upload (streamed multipart), list, get, delete and reindex."""

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from docuchat_common.identity import Identity, require
+from docuchat_common.pagination import Limit
+from docuchat_common.service import DbSession, runtime_of
+from docuchat_ingest.documents.schemas import DocumentList, DocumentOut, UploadedDocumentOut
+from docuchat_ingest.documents.service import DocumentService
+
+router = APIRouter(prefix="/api/v1", tags=["documents"])
+
+Reader = Annotated[Identity, Depends(require(scope="read"))]
+Writer = Annotated[Identity, Depends(require(scope="write"))]
+Status = Literal["queued", "processing", "indexed", "failed"]
+
+# The body is parsed by hand while it streams (size limit), so describe it for OpenAPI.
+_MULTIPART: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
+def document_service(request: Request) -> DocumentService:
+    return DocumentService(runtime_of(request))
+
+
+@router.post(
+    "/knowledge-bases/{kb_id}/documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadedDocumentOut,
+    openapi_extra=_MULTIPART,
+    responses={200: {"model": UploadedDocumentOut, "description": "Duplicate content"}},
+)
+async def upload_document(
+    kb_id: uuid.UUID, identity: Writer, request: Request, response: Response
+) -> UploadedDocumentOut:
+    result = await document_service(request).upload(
+        identity,
+        kb_id,
+        stream=request.stream(),
+        content_type=request.headers.get("content-type", ""),
+        content_length=request.headers.get("content-length"),
+    )
+    if result.duplicate:
+        response.status_code = status.HTTP_200_OK
+    return result
+
+
+@router.get("/knowledge-bases/{kb_id}/documents", response_model=DocumentList)
+async def list_documents(
+    kb_id: uuid.UUID,
+    *,
+    identity: Reader,
+    request: Request,
+    session: DbSession,
+    limit: Limit = 20,
+    cursor: str | None = None,
+    status: Status | None = None,
+) -> DocumentList:
+    return await document_service(request).list(
+        session, identity, kb_id, limit=limit, cursor=cursor, status=status
+    )
+
+
+@router.get("/documents/{doc_id}", response_model=DocumentOut)
+async def get_document(
+    doc_id: uuid.UUID, identity: Reader, request: Request, session: DbSession
+) -> DocumentOut:
+    return await document_service(request).get(session, identity, doc_id)
+
+
+@router.delete("/documents/{doc_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_document(doc_id: uuid.UUID, identity: Writer, request: Request) -> Response:
+    await document_service(request).delete(identity, doc_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/documents/{doc_id}/reindex",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DocumentOut,
+)
+async def reindex_document(
+    doc_id: uuid.UUID, identity: Writer, request: Request, session: DbSession
+) -> DocumentOut:
+    return await document_service(request).reindex(session, identity, doc_id)

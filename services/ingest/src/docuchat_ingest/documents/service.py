@@ -1,0 +1,311 @@
+"""Documents: accept an upload, list, show, delete and reindex.
+
+The upload keeps no database connection while the body streams: the knowledge base is checked
+in a short transaction first, then the document row and document.uploaded are written in one
+transaction (outbox) after the original bytes are in the blob store (a blob without a row is
+harmless; a row without its blob is not). Deleting commits the row's removal and
+document.deleted first and removes the blob after, for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docuchat_common.errors import NotFound, Unprocessable, UnsupportedMediaType
+from docuchat_common.events.catalog import (
+    DocumentDeleted,
+    DocumentDeletedData,
+    DocumentUploaded,
+    DocumentUploadedData,
+)
+from docuchat_common.identity import Identity
+from docuchat_common.logging import get_logger
+from docuchat_common.pagination import decode_cursor, encode_cursor
+from docuchat_common.quota import QuotaGuard
+from docuchat_common.service import ServiceRuntime
+from docuchat_ingest.blobs import BlobStore, LocalBlobStore, blob_key
+from docuchat_ingest.documents.repository import DocumentRepository
+from docuchat_ingest.documents.schemas import (
+    DocumentError,
+    DocumentList,
+    DocumentOut,
+    UploadedDocumentOut,
+)
+from docuchat_ingest.documents.upload import UploadedFile, check_content_length, read_file_part
+from docuchat_ingest.models import Document
+from docuchat_ingest.parsing import PDF, ParseError, detect_media_type
+from docuchat_ingest.settings import IngestSettings
+
+SOURCE = "ingest"
+
+log = get_logger(__name__)
+
+
+def document_out(doc: Document) -> DocumentOut:
+    return DocumentOut(**_fields(doc))
+
+
+def _fields(doc: Document) -> dict[str, Any]:
+    error = (
+        DocumentError(code=doc.error_code or "failed", message=doc.error or "")
+        if doc.error_code or doc.error
+        else None
+    )
+    return {
+        "id": doc.id,
+        "knowledge_base_id": doc.knowledge_base_id,
+        "filename": doc.filename,
+        "media_type": doc.media_type,
+        "status": doc.status,
+        "progress": doc.progress,
+        "pages": doc.pages,
+        "chunks": doc.chunks,
+        "error": error,
+        "size_bytes": doc.size_bytes,
+        "content_hash": doc.content_hash,
+        "created_at": doc.created_at,
+        "updated_at": doc.updated_at,
+    }
+
+
+def uploaded_event(doc: Document) -> DocumentUploaded:
+    return DocumentUploaded(
+        tenant_id=doc.tenant_id,
+        source=SOURCE,
+        data=DocumentUploadedData(
+            document_id=doc.id,
+            knowledge_base_id=doc.knowledge_base_id,
+            user_id=doc.user_id,
+            filename=doc.filename,
+            media_type=doc.media_type,
+            size_bytes=doc.size_bytes,
+            content_hash=doc.content_hash,
+        ),
+    )
+
+
+def _not_found() -> NotFound:
+    # Another tenant's document looks exactly like none.
+    return NotFound("document not found", code="document_not_found")
+
+
+def _kb_not_found() -> NotFound:
+    return NotFound("knowledge base not found", code="knowledge_base_not_found")
+
+
+def _probe_pdf(data: bytes, max_pages: int) -> None:
+    import pymupdf as _pymupdf
+
+    pymupdf: Any = _pymupdf  # untyped
+    try:
+        doc = pymupdf.open(stream=data, filetype="pdf")
+    except Exception as exc:  # pymupdf raises many types on broken input
+        raise ParseError("corrupt_file", "the PDF cannot be opened") from exc
+    try:
+        if doc.needs_pass and not doc.authenticate(""):
+            raise ParseError("encrypted_document", "the PDF is password-protected")
+        if doc.page_count == 0:
+            raise ParseError("corrupt_file", "the PDF has no pages")
+        if doc.page_count > max_pages:
+            raise ParseError("too_many_pages", f"{doc.page_count} pages (limit {max_pages})")
+    finally:
+        doc.close()
+
+
+def sniff(data: bytes, filename: str, *, max_pages: int) -> str:
+    """The media type from magic bytes agreeing with the extension, plus what can be refused
+    up front (an encrypted, corrupt or too long PDF). Raises 415 or 422 with a stable code."""
+    try:
+        media_type = detect_media_type(data, filename)
+        if media_type == PDF:
+            _probe_pdf(data, max_pages)
+    except ParseError as exc:
+        if exc.code == "unsupported_media_type":
+            raise UnsupportedMediaType(exc.message) from exc
+        raise Unprocessable(exc.message, code=exc.code) from exc
+    return media_type
+
+
+class DocumentService:
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+        self.settings = cast(IngestSettings, runtime.settings)
+        blobs: BlobStore | None = runtime.state.get("blobs")
+        self.blobs: BlobStore = blobs or LocalBlobStore(self.settings.blob_dir)
+        self.quota: QuotaGuard | None = runtime.state.get("quota")
+
+    # -- upload ------------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        identity: Identity,
+        kb_id: uuid.UUID,
+        *,
+        stream: AsyncIterator[bytes],
+        content_type: str,
+        content_length: str | None,
+    ) -> UploadedDocumentOut:
+        tenant = identity.tenant_id
+        limit = self.settings.max_upload_bytes
+        if self.quota is not None:
+            self.quota.check(tenant, "documents", "storage_bytes")
+        check_content_length(content_length, limit)
+        async with self.runtime.database.transaction() as session:
+            if await DocumentRepository(session).knowledge_base(tenant, kb_id) is None:
+                raise _kb_not_found()
+
+        on_size: Callable[[int], None] | None = None
+        if self.quota is not None:
+            quota = self.quota
+
+            def on_size(n: int) -> None:
+                quota.check_fixed(tenant, file_bytes=n)
+
+        file = await read_file_part(stream, content_type, limit=limit, on_size=on_size)
+        media_type = await asyncio.to_thread(
+            sniff, file.data, file.filename, max_pages=self.settings.max_pages
+        )
+        try:
+            return await self._store(identity, kb_id, file, media_type)
+        except IntegrityError:
+            # The same content arrived concurrently and the other upload won.
+            async with self.runtime.database.transaction() as session:
+                existing = await DocumentRepository(session).by_hash(kb_id, file.sha256)
+            if existing is None or existing.tenant_id != tenant:
+                raise
+            return UploadedDocumentOut(**_fields(existing), duplicate=True)
+
+    async def _store(
+        self, identity: Identity, kb_id: uuid.UUID, file: UploadedFile, media_type: str
+    ) -> UploadedDocumentOut:
+        tenant = identity.tenant_id
+        document_id = uuid.uuid4()
+        key = blob_key(tenant, document_id)
+        stored = False
+        try:
+            async with self.runtime.database.transaction() as session:
+                documents = DocumentRepository(session)
+                if await documents.knowledge_base(tenant, kb_id) is None:
+                    raise _kb_not_found()
+                existing = await documents.by_hash(kb_id, file.sha256)
+                if existing is not None:
+                    return UploadedDocumentOut(**_fields(existing), duplicate=True)
+                await self.blobs.put(key, file.data)
+                stored = True
+                doc = Document(
+                    id=document_id,
+                    tenant_id=tenant,
+                    knowledge_base_id=kb_id,
+                    user_id=identity.user_id,
+                    filename=file.filename,
+                    media_type=media_type,
+                    size_bytes=file.size,
+                    content_hash=file.sha256,
+                    blob_key=key,
+                    status="queued",
+                    progress=0.0,
+                )
+                await documents.add(doc)
+                await self.runtime.outbox.add(session, uploaded_event(doc))
+                out = UploadedDocumentOut(**_fields(doc), duplicate=False)
+        except BaseException:
+            if stored:
+                await self._forget_blob(key)
+            raise
+        log.info(
+            "document accepted",
+            document_id=str(document_id),
+            knowledge_base_id=str(kb_id),
+            media_type=media_type,
+            size_bytes=file.size,
+        )
+        return out
+
+    async def _forget_blob(self, key: str) -> None:
+        try:
+            await self.blobs.delete(key)
+        except OSError:
+            log.warning("blob not removed", blob_key=key, exc_info=True)
+
+    # -- read --------------------------------------------------------------------------------
+
+    async def get(
+        self, session: AsyncSession, identity: Identity, doc_id: uuid.UUID
+    ) -> DocumentOut:
+        doc = await DocumentRepository(session).get(identity.tenant_id, doc_id)
+        if doc is None:
+            raise _not_found()
+        return document_out(doc)
+
+    async def list(
+        self,
+        session: AsyncSession,
+        identity: Identity,
+        kb_id: uuid.UUID,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: str | None = None,
+    ) -> DocumentList:
+        documents = DocumentRepository(session)
+        if await documents.knowledge_base(identity.tenant_id, kb_id) is None:
+            raise _kb_not_found()
+        after = decode_cursor(cursor) if cursor else None
+        rows = await documents.page(
+            identity.tenant_id, kb_id, after=after, limit=limit + 1, status=status
+        )
+        page = rows[:limit]
+        last = page[-1] if len(rows) > limit else None
+        return DocumentList(
+            items=[document_out(d) for d in page],
+            next_cursor=encode_cursor(last.created_at, last.id) if last else None,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def delete(self, identity: Identity, doc_id: uuid.UUID) -> None:
+        async with self.runtime.database.transaction() as session:
+            documents = DocumentRepository(session)
+            doc = await documents.get(identity.tenant_id, doc_id, for_update=True)
+            if doc is None:
+                raise _not_found()
+            key = doc.blob_key
+            event = DocumentDeleted(
+                tenant_id=doc.tenant_id,
+                source=SOURCE,
+                data=DocumentDeletedData(
+                    document_id=doc.id,
+                    knowledge_base_id=doc.knowledge_base_id,
+                    size_bytes=doc.size_bytes,
+                    was_indexed=doc.status == "indexed",
+                ),
+            )
+            await documents.delete(doc)
+            await self.runtime.outbox.add(session, event)
+        # After the commit: had it failed, the row would still need its file.
+        await self._forget_blob(key)
+
+    async def reindex(
+        self, session: AsyncSession, identity: Identity, doc_id: uuid.UUID
+    ) -> DocumentOut:
+        """Queue the document again from its stored original (also the way out for a document
+        stuck in any state: the pipeline is at least once and rewrites the same points)."""
+        documents = DocumentRepository(session)
+        doc = await documents.get(identity.tenant_id, doc_id, for_update=True)
+        if doc is None:
+            raise _not_found()
+        doc.status = "queued"
+        doc.progress = 0.0
+        doc.error = None
+        doc.error_code = None
+        doc.indexed_at = None
+        await session.flush()
+        await session.refresh(doc)
+        await self.runtime.outbox.add(session, uploaded_event(doc))
+        return document_out(doc)
