@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, status
+from sse_starlette import EventSourceResponse
 
 from docuchat_common.identity import Identity, require
 from docuchat_common.pagination import Limit
@@ -81,6 +83,26 @@ async def get_document(
     doc_id: uuid.UUID, identity: Reader, request: Request, session: DbSession
 ) -> DocumentOut:
     return await document_service(request).get(session, identity, doc_id)
+
+
+@router.get("/documents/{doc_id}/events", response_class=EventSourceResponse)
+async def document_events(
+    doc_id: uuid.UUID, identity: Reader, request: Request
+) -> EventSourceResponse:
+    """Server-sent events: ``status`` with the document each time it moves, ending at indexed
+    or failed (``event: done``)."""
+    service = document_service(request)
+    updates = service.watch(identity, doc_id)
+    first = await anext(updates)  # a missing document is a 404, not an empty stream
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        document = first
+        yield {"event": "status", "data": document.model_dump_json()}
+        async for document in updates:
+            yield {"event": "status", "data": document.model_dump_json()}
+        yield {"event": "done", "data": document.model_dump_json()}
+
+    return EventSourceResponse(events(), ping=15)
 
 
 @router.delete("/documents/{doc_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -243,6 +243,28 @@ class DocumentService:
             raise _not_found()
         return document_out(doc)
 
+    async def watch(
+        self, identity: Identity, doc_id: uuid.UUID, *, poll_seconds: float = 0.5
+    ) -> AsyncIterator[DocumentOut]:
+        """The document each time its status or progress moves, until indexed or failed.
+
+        It reads the row (the worker may be another process) in a short transaction per look,
+        so a watching client holds no connection between looks."""
+        last: tuple[str, float] | None = None
+        while True:
+            async with self.runtime.database.transaction() as session:
+                doc = await DocumentRepository(session).get(identity.tenant_id, doc_id)
+            if doc is None:
+                if last is None:
+                    raise _not_found()
+                return  # deleted while watched
+            if (doc.status, doc.progress) != last:
+                last = (doc.status, doc.progress)
+                yield document_out(doc)
+            if doc.status in ("indexed", "failed"):
+                return
+            await asyncio.sleep(poll_seconds)
+
     async def list(
         self,
         session: AsyncSession,
