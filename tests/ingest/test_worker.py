@@ -165,3 +165,36 @@ async def test_an_encrypted_pdf_fails_with_its_code_and_the_worker_goes_on(
             await session.scalars(select(Document.status).where(Document.tenant_id == tenant))
         ).all()
     assert sorted(statuses) == ["failed", "indexed"]
+
+
+async def test_deleting_a_knowledge_base_removes_its_documents_points_and_files(
+    worker: InProcessService,
+) -> None:
+    tenant = uuid.uuid4()
+    document = await upload(
+        worker,
+        tenant,
+        CORPUS / "docs" / "md" / "pymupdf-test_markdown_bad_unicode.md",
+        "text/markdown",
+    )
+    assert (await settled(worker, document.id)).status == "indexed"
+    store = worker.runtime.state["vector_store"]
+    assert await store.count(tenant, document.knowledge_base_id) > 0
+
+    deleted = await worker.client.delete(
+        f"/api/v1/knowledge-bases/{document.knowledge_base_id}",
+        headers=worker.signer.headers(tenant),
+    )
+    assert deleted.status_code == 204
+
+    async def all_gone() -> bool:
+        return await store.count(tenant, document.knowledge_base_id) == 0
+
+    assert await eventually(all_gone, what="the knowledge base's points to leave the index")
+    assert "document.deleted" in await outbox_types(worker)
+    blob = worker.runtime.state["blobs"]._path(document.blob_key)
+
+    async def file_gone() -> bool:
+        return not blob.exists()
+
+    assert await eventually(file_gone, what="the original file to be removed")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +19,7 @@ class BlobStore(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
     async def get(self, key: str) -> bytes: ...
     async def delete(self, key: str) -> None: ...
+    async def delete_all(self, prefix: str) -> None: ...
 
 
 def blob_key(tenant_id: uuid.UUID, document_id: uuid.UUID) -> str:
@@ -49,3 +51,7 @@ class LocalBlobStore:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+
+    async def delete_all(self, prefix: str) -> None:
+        """Every blob under ``prefix`` (a tenant's files)."""
+        await asyncio.to_thread(shutil.rmtree, self._path(prefix), ignore_errors=True)

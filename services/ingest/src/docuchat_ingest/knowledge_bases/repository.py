@@ -7,7 +7,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from docuchat_ingest.models import KnowledgeBase
+from docuchat_ingest.models import Document, KnowledgeBase
 
 
 class KnowledgeBaseRepository:
@@ -74,6 +74,15 @@ class KnowledgeBaseRepository:
             stmt = stmt.where((KnowledgeBase.created_at, KnowledgeBase.id) > after)  # type: ignore[operator]
         stmt = stmt.order_by(KnowledgeBase.created_at, KnowledgeBase.id).limit(limit)
         return list((await self.session.scalars(stmt)).all())
+
+    async def documents_of(self, kb_id: uuid.UUID) -> list[Document]:
+        return list(
+            (
+                await self.session.scalars(
+                    select(Document).where(Document.knowledge_base_id == kb_id)
+                )
+            ).all()
+        )
 
     async def delete(self, kb: KnowledgeBase) -> None:
         await self.session.delete(kb)

@@ -28,7 +28,9 @@ Admin = Annotated[Identity, Depends(require(role="admin", scope="write"))]
 
 def kb_service(request: Request, session: AsyncSession) -> KnowledgeBaseService:
     runtime = runtime_of(request)
-    return KnowledgeBaseService(KnowledgeBaseRepository(session), runtime.state.get("quota"))
+    return KnowledgeBaseService(
+        KnowledgeBaseRepository(session), runtime.state.get("quota"), runtime.outbox
+    )
 
 
 @router.get("", response_model=KnowledgeBaseList)

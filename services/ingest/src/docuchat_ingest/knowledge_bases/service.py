@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 from docuchat_common.errors import Conflict, NotFound, QuotaExceeded
+from docuchat_common.events.catalog import DocumentDeleted, DocumentDeletedData
+from docuchat_common.events.outbox import Outbox
 from docuchat_common.identity import Identity
 from docuchat_common.pagination import decode_cursor, encode_cursor
 from docuchat_common.quota import QuotaGuard
@@ -37,9 +39,15 @@ def kb_out(kb: KnowledgeBase) -> KnowledgeBaseOut:
 
 
 class KnowledgeBaseService:
-    def __init__(self, knowledge_bases: KnowledgeBaseRepository, quota: QuotaGuard | None) -> None:
+    def __init__(
+        self,
+        knowledge_bases: KnowledgeBaseRepository,
+        quota: QuotaGuard | None,
+        outbox: Outbox | None = None,
+    ) -> None:
         self.knowledge_bases = knowledge_bases
         self.quota = quota
+        self.outbox = outbox
 
     async def _get(self, identity: Identity, kb_id: uuid.UUID) -> KnowledgeBase:
         kb = await self.knowledge_bases.get(identity.tenant_id, kb_id)
@@ -115,6 +123,26 @@ class KnowledgeBaseService:
         if kb.is_default:
             raise Conflict(
                 "the default knowledge base cannot be deleted", code="default_knowledge_base"
+            )
+        # Its documents go with it (cascade); each one's document.deleted lets the worker drop
+        # its points and file, and usage stop counting it.
+        documents = await self.knowledge_bases.documents_of(kb.id)
+        if self.outbox is not None and documents:
+            await self.outbox.add(
+                self.knowledge_bases.session,
+                *(
+                    DocumentDeleted(
+                        tenant_id=identity.tenant_id,
+                        source="ingest",
+                        data=DocumentDeletedData(
+                            document_id=doc.id,
+                            knowledge_base_id=kb.id,
+                            size_bytes=doc.size_bytes,
+                            was_indexed=doc.status == "indexed",
+                        ),
+                    )
+                    for doc in documents
+                ),
             )
         await self.knowledge_bases.delete(kb)
 

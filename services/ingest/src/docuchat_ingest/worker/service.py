@@ -29,7 +29,7 @@ from docuchat_common.events.catalog import (
 )
 from docuchat_common.events.outbox import Outbox
 from docuchat_common.logging import get_logger
-from docuchat_ingest.blobs import BlobStore
+from docuchat_ingest.blobs import BlobStore, blob_key
 from docuchat_ingest.knowledge_bases.schemas import KnowledgeBaseSettings
 from docuchat_ingest.models import Document, KnowledgeBase
 from docuchat_ingest.parsing import ParseError
@@ -194,6 +194,8 @@ class IndexingService:
 
     async def forget_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> None:
         await self.store.delete_document(tenant_id, document_id)
+        await self.blobs.delete(blob_key(tenant_id, document_id))
 
     async def forget_tenant(self, tenant_id: uuid.UUID) -> None:
         await self.store.delete_tenant(tenant_id)
+        await self.blobs.delete_all(str(tenant_id))
