@@ -24,6 +24,7 @@ from docuchat_ingest.knowledge_bases import consumers as kb_consumers
 from docuchat_ingest.knowledge_bases.router import router as kb_router
 from docuchat_ingest.models import metadata
 from docuchat_ingest.pipeline.indexer import DocumentIndexer
+from docuchat_ingest.pipeline.sandbox import ParserSandbox
 from docuchat_ingest.settings import IngestSettings
 from docuchat_ingest.vectorstore import VectorStore
 from docuchat_ingest.worker import consumers as worker_consumers
@@ -73,6 +74,10 @@ def _vector_store(settings: IngestSettings) -> VectorStore:
 def _run_pipeline(runtime: ServiceRuntime, settings: IngestSettings) -> None:
     """The worker's model and vector store, ready before the first document.uploaded."""
     store = _vector_store(settings)
+    sandbox = ParserSandbox(
+        timeout_seconds=settings.parse_timeout_seconds,
+        max_memory_bytes=settings.parse_max_memory_bytes,
+    )
 
     async def start(_: ServiceRuntime) -> None:
         from docuchat_ingest.embedding.minilm import MiniLMEmbedder
@@ -83,11 +88,17 @@ def _run_pipeline(runtime: ServiceRuntime, settings: IngestSettings) -> None:
             database=runtime.database,
             outbox=runtime.outbox,
             blobs=runtime.state["blobs"],
-            indexer=DocumentIndexer(MiniLMEmbedder(), store, max_pages=settings.max_pages),
+            indexer=DocumentIndexer(
+                MiniLMEmbedder(),
+                store,
+                max_pages=settings.max_pages,
+                sandbox=sandbox,
+            ),
             store=store,
         )
 
     async def stop(_: ServiceRuntime) -> None:
+        sandbox.close()
         await store.close()
 
     runtime.on_start(start)

@@ -22,3 +22,6 @@ class IngestSettings(ServiceSettings):
     qdrant_url: str | None = None
     max_upload_bytes: int = 25 * 1024 * 1024
     max_pages: int = 500
+    # Per-document parsing budget (a separate process): beyond it the document fails.
+    parse_timeout_seconds: float = 120.0
+    parse_max_memory_bytes: int = 2 * 1024 * 1024 * 1024

@@ -19,6 +19,9 @@ ErrorCode = Literal[
     "corrupt_file",
     "unsupported_media_type",
     "too_many_pages",
+    # Set by the parser sandbox: the document overran its time or memory budget.
+    "parse_timeout",
+    "resource_limit",
 ]
 
 
@@ -29,6 +32,10 @@ class ParseError(Exception):
         super().__init__(f"{code}: {message}")
         self.code: ErrorCode = code
         self.message = message
+
+    def __reduce__(self) -> tuple[type[ParseError], tuple[ErrorCode, str]]:
+        # Parsing runs in a child process: the error must cross back intact.
+        return (type(self), (self.code, self.message))
 
 
 @dataclass(frozen=True, slots=True)

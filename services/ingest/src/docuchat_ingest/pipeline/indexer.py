@@ -21,6 +21,7 @@ import numpy.typing as npt
 from docuchat_ingest.chunking import Chunk, Chunker, ChunkInput
 from docuchat_ingest.embedding import Embedder
 from docuchat_ingest.parsing import ParsedDocument, parse_document
+from docuchat_ingest.pipeline.sandbox import ParserSandbox
 from docuchat_ingest.vectorstore import ChunkPayload, ChunkPoint, VectorStore
 
 ProgressCallback = Callable[[float], Awaitable[None]]
@@ -72,11 +73,14 @@ class DocumentIndexer:
         *,
         batch_size: int = 64,
         max_pages: int = 500,
+        sandbox: ParserSandbox | None = None,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.batch_size = batch_size
         self.max_pages = max_pages
+        # Without a sandbox (tests, tools) parsing runs in a thread of this process.
+        self.sandbox = sandbox
 
     async def index(
         self,
@@ -86,13 +90,21 @@ class DocumentIndexer:
         overlap_tokens: int,
         on_progress: ProgressCallback | None = None,
     ) -> IndexedDocument:
-        parsed = await asyncio.to_thread(
-            parse_document,
-            document.data,
-            filename=document.filename,
-            media_type=document.media_type,
-            max_pages=self.max_pages,
-        )
+        if self.sandbox is not None:
+            parsed = await self.sandbox.parse(
+                document.data,
+                filename=document.filename,
+                media_type=document.media_type,
+                max_pages=self.max_pages,
+            )
+        else:
+            parsed = await asyncio.to_thread(
+                parse_document,
+                document.data,
+                filename=document.filename,
+                media_type=document.media_type,
+                max_pages=self.max_pages,
+            )
         chunker = Chunker(
             max_tokens=chunk_tokens, overlap_tokens=min(overlap_tokens, chunk_tokens // 2)
         )
