@@ -1,9 +1,10 @@
 """Run every benchmark: ``make bench``."""
 
-from bench import auth, startup, usage, usage_lag
+from bench import auth, ingest, startup, usage, usage_lag
 
 if __name__ == "__main__":
     startup.main()
     auth.main()
     usage.main()
     usage_lag.main()
+    ingest.main()

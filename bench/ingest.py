@@ -1,0 +1,138 @@
+"""Ingestion throughput, measured in one run: the corpus's text PDFs and DOCX files uploaded
+through the gateway until all are indexed (or failed), against embedding the very same chunk
+texts in-process with the same model. Goal: end-to-end time ÷ embedding-only time ≤ 1.3.
+
+    .venv/bin/python -m bench.ingest
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from docuchat.devstack import free_port
+from docuchat.stack import DevStack, StackConfig
+from docuchat_ingest.chunking import Chunker
+from docuchat_ingest.embedding.minilm import MiniLMEmbedder
+from docuchat_ingest.parsing import ParseError, parse_document
+from docuchat_ingest.pipeline.indexer import chunk_inputs
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "docs"
+TYPES = {
+    ".pdf": "application/pdf",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+
+
+def corpus_files() -> list[Path]:
+    return sorted((CORPUS / "pdf" / "text").glob("*.pdf")) + sorted(
+        (CORPUS / "docx").glob("*.docx")
+    )
+
+
+def end_to_end(files: list[Path]) -> tuple[float, int, int, int, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = DevStack(
+            StackConfig(
+                data_dir=Path(tmp),
+                gateway_port=free_port(),
+                postgres_port=None,
+                kafka_port=None,
+                base_service_port=0,
+            )
+        )
+        stack.start()  # synchronous: the supervisor owns its children from this thread
+        try:
+            elapsed, docs = asyncio.run(upload_all(stack, files))
+            rss = psutil.Process(stack.processes["all"].pid).memory_info().rss / 2**20
+        finally:
+            stack.stop()
+    indexed = [d for d in docs if d["status"] == "indexed"]
+    pages = sum(d["pages"] or 0 for d in indexed)
+    return elapsed, len(indexed), pages, sum(d["chunks"] or 0 for d in indexed), rss
+
+
+async def upload_all(stack: DevStack, files: list[Path]) -> tuple[float, list[dict[str, Any]]]:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60) as client:
+        owner = (
+            await client.post(
+                "/api/v1/auth/register",
+                json={
+                    "email": f"bench-{uuid.uuid4().hex[:6]}@example.com",
+                    "password": "correct horse battery staple",
+                    "tenant_name": "Bench",
+                },
+            )
+        ).json()
+        headers = {"Authorization": f"Bearer {owner['access_token']}"}
+        kb = None
+        while kb is None:  # the default knowledge base arrives through tenant.created
+            items = (
+                (await client.get("/api/v1/knowledge-bases", headers=headers))
+                .json()
+                .get("items", [])
+            )
+            kb = next((k["id"] for k in items if k["is_default"]), None)
+            await asyncio.sleep(0.2)
+        # Upgrade so plan limits do not interfere with a throughput measurement.
+        await client.put("/api/v1/usage/plan", json={"plan": "enterprise"}, headers=headers)
+        started = time.perf_counter()
+        ids = []
+        for path in files:
+            r = await client.post(
+                f"/api/v1/knowledge-bases/{kb}/documents",
+                files={"file": (path.name, path.read_bytes(), TYPES[path.suffix])},
+                headers=headers,
+            )
+            if r.status_code in (200, 202):
+                ids.append(r.json()["id"])
+        while True:
+            docs = [
+                (await client.get(f"/api/v1/documents/{i}", headers=headers)).json() for i in ids
+            ]
+            if all(d["status"] in ("indexed", "failed") for d in docs):
+                break
+            await asyncio.sleep(0.5)
+        return time.perf_counter() - started, docs
+
+
+async def embedding_only(files: list[Path]) -> tuple[float, int]:
+    chunker = Chunker(max_tokens=200, overlap_tokens=40)
+    texts: list[str] = []
+    for path in files:
+        try:
+            parsed = parse_document(
+                path.read_bytes(), filename=path.name, media_type=TYPES[path.suffix]
+            )
+        except ParseError:
+            continue
+        texts += [c.embedding_text for c in chunker.chunk(chunk_inputs(parsed))]
+    embedder = MiniLMEmbedder()
+    await embedder.embed(texts[:8])  # load the model outside the timing
+    started = time.perf_counter()
+    for i in range(0, len(texts), 64):
+        await embedder.embed(texts[i : i + 64])
+    return time.perf_counter() - started, len(texts)
+
+
+def main() -> None:
+    files = corpus_files()
+    e2e, documents, pages, chunks, rss = end_to_end(files)
+    embed, embedded_chunks = asyncio.run(embedding_only(files))
+    print(f"{len(files)} files uploaded through the gateway: {documents} indexed")
+    print(f"{pages} pages, {chunks} chunks")
+    print(f"end to end     {e2e:8.1f} s  {pages / e2e:6.1f} pages/s  {chunks / e2e:6.1f} chunks/s")
+    print(f"embedding only {embed:8.1f} s  ({embedded_chunks} chunks, same model, in-process)")
+    print(f"ratio end-to-end / embedding-only: {e2e / embed:.2f} (goal <= 1.3)")
+    print(f"all-in-one process RSS {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
