@@ -83,6 +83,7 @@ def _run_pipeline(runtime: ServiceRuntime, settings: IngestSettings) -> None:
         from docuchat_ingest.embedding.minilm import MiniLMEmbedder
 
         await store.ensure_collection()
+        await sandbox.warm()
         runtime.state["vector_store"] = store
         runtime.state["indexing"] = IndexingService(
             database=runtime.database,

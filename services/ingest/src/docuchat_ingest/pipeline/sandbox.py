@@ -34,6 +34,10 @@ def _parse(data: bytes, filename: str, media_type: str, max_pages: int) -> Parse
         raise ParseError("resource_limit", "the document needs more memory than allowed") from None
 
 
+def _ready() -> bool:
+    return True  # importing this module in the child has loaded the parsers
+
+
 class ParserSandbox:
     def __init__(self, *, timeout_seconds: float = 120.0, max_memory_bytes: int = 2 << 30) -> None:
         self.timeout_seconds = timeout_seconds
@@ -57,6 +61,14 @@ class ParserSandbox:
             with contextlib.suppress(Exception):
                 process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
+
+    async def warm(self) -> None:
+        """Start the child and import the parsers now (seconds with PyMuPDF), not on the
+        first document."""
+        async with self._lock:
+            if self._pool is None:
+                self._pool = self._new_pool()
+            await asyncio.get_running_loop().run_in_executor(self._pool, _ready)
 
     async def parse(
         self, data: bytes, *, filename: str, media_type: str, max_pages: int
