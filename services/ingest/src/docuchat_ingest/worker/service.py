@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +28,7 @@ from docuchat_common.events.catalog import (
     TokensConsumed,
     TokensConsumedData,
 )
+from docuchat_common.events.envelope import Event
 from docuchat_common.events.outbox import Outbox
 from docuchat_common.logging import get_logger
 from docuchat_ingest.blobs import BlobStore, blob_key
@@ -98,23 +100,19 @@ class IndexingService:
             log.exception("indexing failed", document_id=str(document.id))
             await self._fail(session, document, "indexing_error", type(exc).__name__)
             return
-        now = datetime.now(UTC)
-        await session.execute(
-            update(Document)
-            .where(Document.id == document.id)
-            .values(
-                status="indexed",
-                progress=1.0,
-                pages=indexed.pages,
-                chunks=indexed.chunks,
-                embedding_tokens=indexed.embedding_tokens,
-                error_code=None,
-                error=None,
-                indexed_at=now,
-            )
-        )
-        await self.outbox.add(
+        await self._record(
             session,
+            document,
+            {
+                "status": "indexed",
+                "progress": 1.0,
+                "pages": indexed.pages,
+                "chunks": indexed.chunks,
+                "embedding_tokens": indexed.embedding_tokens,
+                "error_code": None,
+                "error": None,
+                "indexed_at": datetime.now(UTC),
+            },
             DocumentIndexed(
                 tenant_id=document.tenant_id,
                 source=SOURCE,
@@ -148,15 +146,23 @@ class IndexingService:
             pages=indexed.pages,
         )
 
+    async def _record(
+        self,
+        session: AsyncSession,
+        document: Document,
+        values: dict[str, Any],
+        *events: Event[Any],
+    ) -> None:
+        """The document's new state and the events that announce it, in one transaction."""
+        await session.execute(update(Document).where(Document.id == document.id).values(**values))
+        await self.outbox.add(session, *events)
+
     async def _progress(self, document: Document, status: str, progress: float) -> None:
         async with self.database.transaction() as session:
-            await session.execute(
-                update(Document)
-                .where(Document.id == document.id)
-                .values(status=status, progress=progress)
-            )
-            await self.outbox.add(
+            await self._record(
                 session,
+                document,
+                {"status": status, "progress": progress},
                 DocumentProgressed(
                     tenant_id=document.tenant_id,
                     source=SOURCE,
@@ -172,13 +178,10 @@ class IndexingService:
     async def _fail(
         self, session: AsyncSession, document: Document, code: str, message: str
     ) -> None:
-        await session.execute(
-            update(Document)
-            .where(Document.id == document.id)
-            .values(status="failed", error_code=code, error=message[:2000])
-        )
-        await self.outbox.add(
+        await self._record(
             session,
+            document,
+            {"status": "failed", "error_code": code, "error": message[:2000]},
             DocumentFailed(
                 tenant_id=document.tenant_id,
                 source=SOURCE,
