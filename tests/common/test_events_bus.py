@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,7 +30,7 @@ from docuchat_common.events.topics import Topic, ensure_topics
 from docuchat_common.settings import ServiceSettings
 from docuchat_usage.models import outbox as outbox_table
 from docuchat_usage.models import processed_events as processed_table
-from tests.helpers import eventually
+from tests.helpers import eventually, read_topic
 
 
 class ProbeData(EventData):
@@ -175,26 +175,6 @@ async def bus(infra: Any, databases: dict[str, str], group_prefix: str) -> Async
     await bus.close()
 
 
-async def _read_all(bootstrap: str, topic: str, expected: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-
-        async def more() -> bool:
-            batch = await consumer.getmany(timeout_ms=500)
-            for recs in batch.values():
-                records.extend(recs)
-            return len(records) >= expected
-
-        await eventually(more, what=f"{expected} records on {topic}")
-    finally:
-        await consumer.stop()
-    return records
-
-
 async def test_outbox_events_reach_the_consumer_once_with_correlation_id(
     bus: Bus, infra: Any
 ) -> None:
@@ -206,7 +186,7 @@ async def test_outbox_events_reach_the_consumer_once_with_correlation_id(
 
     assert await eventually(all_effects, what="3 effects") == [(1, 1), (2, 1), (3, 1)]
     assert await bus.pending() == 0
-    records = await _read_all(infra.bootstrap_servers, bus.topic.name, 3)
+    records = await read_topic(infra.bootstrap_servers, bus.topic.name, 3)
     envelopes = [json.loads(r.value) for r in records]
     assert {uuid.UUID(e["id"]) for e in envelopes} == set(ids)
     assert {e["correlation_id"] for e in envelopes} == {"corr-42"}
@@ -247,7 +227,7 @@ async def test_a_failing_handler_dead_letters_and_the_consumer_goes_on(
     await eventually(lambda: _count(bus, 1), what="the message after the poison one")
     assert await bus.effects() == [(101, 1)]
 
-    dead = await _read_all(infra.bootstrap_servers, bus.topic.dlq.name, 1)
+    dead = await read_topic(infra.bootstrap_servers, bus.topic.dlq.name, 1)
     assert len(dead) == 1
     headers = {k: v.decode() for k, v in dead[0].headers}
     assert headers[DLQ_ATTEMPTS_HEADER] == "3"
@@ -268,7 +248,7 @@ async def test_an_unparseable_message_goes_to_the_dlq_at_once(bus: Bus, infra: A
         await producer.stop()
     await bus.emit(5)
     await eventually(lambda: _count(bus, 1), what="the good message after two bad ones")
-    dead = await _read_all(infra.bootstrap_servers, bus.topic.dlq.name, 2)
+    dead = await read_topic(infra.bootstrap_servers, bus.topic.dlq.name, 2)
     assert sorted(r.value for r in dead) == sorted([b"{not json", b'{"type": "probe.happened"}'])
     assert all(dict(r.headers)[DLQ_ATTEMPTS_HEADER] == b"1" for r in dead)
 

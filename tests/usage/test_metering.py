@@ -20,7 +20,7 @@ from docuchat_common.events.catalog import (
     TokensConsumedData,
 )
 from docuchat_usage.models import UsageBucket
-from tests.helpers import eventually
+from tests.helpers import eventually, read_topic
 from tests.usage.conftest import UsageService
 
 
@@ -201,7 +201,7 @@ async def test_unknown_tenants_and_malformed_messages_leave_the_counters_right(
     async def dead_lettered() -> list[Any]:
         return [
             r
-            for r in await _read_topic(infra.bootstrap_servers, "docuchat.tokens.dlq")
+            for r in await read_topic(infra.bootstrap_servers, "docuchat.tokens.dlq", 1)
             if r.value == invalid.encode()
         ]
 
@@ -250,18 +250,3 @@ async def test_documents_and_storage_count_indexed_documents_once(usage: UsageSe
         )
 
     assert await eventually(documents, what="one document of 1200 bytes")
-
-
-async def _read_topic(bootstrap: str, topic: str) -> list[Any]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        batch = await consumer.getmany(timeout_ms=300)
-        return [r for records in batch.values() for r in records]
-    finally:
-        await consumer.stop()
