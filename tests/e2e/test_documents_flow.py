@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +61,60 @@ async def test_an_uploaded_pdf_is_indexed(gateway: httpx.AsyncClient) -> None:
     assert done["pages"] == 18
     assert done["chunks"] > 18
     assert done["progress"] == 1.0
+
+
+async def test_a_zip_of_every_supported_kind_is_indexed_file_by_file(
+    gateway: httpx.AsyncClient,
+) -> None:
+    headers = await _owner(gateway)
+    created = await gateway.post(
+        "/api/v1/knowledge-bases", json={"name": "Mixed bag"}, headers=headers
+    )
+    assert created.status_code == 201, created.text
+    kb_id = created.json()["id"]
+    members = {
+        "pdf/two-columns.pdf": "pdf/multicolumn/pyPdf-026-latex-multicolumn.pdf",
+        "pdf/table.pdf": "pdf/tables/pymupdf-test-styled-table.pdf",
+        "word/headers.docx": "docx/pandoc-headers.docx",
+        "notes/bad-unicode.md": "md/pymupdf-test_markdown_bad_unicode.md",
+        "text/koi8-r.txt": "txt/encodings/chardet-koi8-r.txt",
+        "text/shift_jis.txt": "txt/encodings/chardet-shift_jis.txt",
+        "text/utf16.txt": "txt/encodings/chardet-utf16le-nobom.txt",
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, source in members.items():
+            archive.writestr(name, (CORPUS / "docs" / source).read_bytes())
+
+    uploaded = await gateway.post(
+        f"/api/v1/knowledge-bases/{kb_id}/documents",
+        files={"file": ("bundle.zip", buffer.getvalue(), "application/zip")},
+        headers=headers,
+    )
+    assert uploaded.status_code == 202, uploaded.text
+    body = uploaded.json()
+    assert body["skipped"] == []
+    ids = {d["filename"]: d["id"] for d in body["documents"]}
+    assert set(ids) == set(members)
+
+    async def all_done() -> dict[str, dict[str, Any]] | None:
+        listed = await gateway.get(
+            f"/api/v1/knowledge-bases/{kb_id}/documents", params={"limit": 50}, headers=headers
+        )
+        items = {d["filename"]: d for d in listed.json()["items"]}
+        finished = all(d["status"] in ("indexed", "failed") for d in items.values())
+        return items if len(items) == len(members) and finished else None
+
+    done = await eventually(all_done, timeout=180, what="every file of the ZIP to be indexed")
+    assert {name: d["status"] for name, d in done.items()} == dict.fromkeys(members, "indexed")
+    assert done["pdf/two-columns.pdf"]["pages"] == _pdf_pages(
+        "pdf/multicolumn/pyPdf-026-latex-multicolumn.pdf"
+    )
+    assert all(d["chunks"] >= 1 for d in done.values())
+
+
+def _pdf_pages(source: str) -> int:
+    import pymupdf
+
+    with pymupdf.open(CORPUS / "docs" / source) as doc:
+        return int(doc.page_count)

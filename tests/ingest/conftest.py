@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from docuchat_ingest.app import build_runtime
+from docuchat_ingest.blobs import LocalBlobStore
 from docuchat_ingest.settings import IngestSettings
 from tests.in_process import InProcessService, serve
 
@@ -28,3 +29,11 @@ async def ingest(settings_for: Any, infra: Any, tmp_path: Path) -> AsyncIterator
     runtime = build_runtime(settings, role="api")
     async with serve(runtime, infra.bootstrap_servers, tmp_path / "keys") as service:
         yield IngestService(service.runtime, service.client, service.signer, service.producer)
+
+
+@pytest.fixture
+def blobs(ingest: IngestService, tmp_path: Path) -> LocalBlobStore:
+    """This test's own blob directory (the runtime reads the store per request)."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    ingest.runtime.state["blobs"] = store
+    return store

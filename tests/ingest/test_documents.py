@@ -29,14 +29,6 @@ KB = "/api/v1/knowledge-bases"
 DOCS = "/api/v1/documents"
 
 
-@pytest.fixture
-def blobs(ingest: IngestService, tmp_path: Path) -> LocalBlobStore:
-    """This test's own blob directory (the runtime reads the store per request)."""
-    store = LocalBlobStore(tmp_path / "blobs")
-    ingest.runtime.state["blobs"] = store
-    return store
-
-
 async def _kb(ingest: IngestService, tenant: uuid.UUID, name: str = "Docs") -> str:
     created = await ingest.client.post(KB, json={"name": name}, headers=ingest.as_user(tenant))
     assert created.status_code == 201, created.text

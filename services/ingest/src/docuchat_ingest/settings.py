@@ -22,6 +22,13 @@ class IngestSettings(ServiceSettings):
     qdrant_url: str | None = None
     max_upload_bytes: int = 25 * 1024 * 1024
     max_pages: int = 500
+    # ZIP uploads: each entry is also held to max_upload_bytes (and the plan's file size).
+    archive_max_entries: int = 100
+    archive_max_total_bytes: int = 100 * 1024 * 1024
+    # Expanded / compressed size of one entry; text rarely passes 20, bombs reach thousands.
+    archive_max_ratio: float = 200.0
     # Per-document parsing budget (a separate process): beyond it the document fails.
     parse_timeout_seconds: float = 120.0
     parse_max_memory_bytes: int = 2 * 1024 * 1024 * 1024
+    # Search: query embeddings kept (LRU, by query text) so a repeated question skips the model.
+    search_cache_size: int = 4096

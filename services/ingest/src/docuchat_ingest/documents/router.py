@@ -10,7 +10,12 @@ from sse_starlette import EventSourceResponse
 from docuchat_common.identity import Identity, require
 from docuchat_common.pagination import Limit
 from docuchat_common.service import DbSession, runtime_of
-from docuchat_ingest.documents.schemas import DocumentList, DocumentOut, UploadedDocumentOut
+from docuchat_ingest.documents.schemas import (
+    DocumentList,
+    DocumentOut,
+    UploadedArchiveOut,
+    UploadedDocumentOut,
+)
 from docuchat_ingest.documents.service import DocumentService
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
@@ -43,13 +48,19 @@ def document_service(request: Request) -> DocumentService:
 @router.post(
     "/knowledge-bases/{kb_id}/documents",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=UploadedDocumentOut,
+    response_model=UploadedDocumentOut | UploadedArchiveOut,
     openapi_extra=_MULTIPART,
-    responses={200: {"model": UploadedDocumentOut, "description": "Duplicate content"}},
+    responses={
+        200: {
+            "model": UploadedDocumentOut | UploadedArchiveOut,
+            "description": "Duplicate content (every file of a ZIP already there)",
+        }
+    },
 )
 async def upload_document(
     kb_id: uuid.UUID, identity: Writer, request: Request, response: Response
-) -> UploadedDocumentOut:
+) -> UploadedDocumentOut | UploadedArchiveOut:
+    """One document, or with a ``.zip``, one document per supported file inside it."""
     result = await document_service(request).upload(
         identity,
         kb_id,

@@ -34,3 +34,27 @@ class UploadedDocumentOut(DocumentOut):
 class DocumentList(BaseModel):
     items: list[DocumentOut]
     next_cursor: str | None = None
+
+
+class SkippedEntry(BaseModel):
+    filename: str
+    code: str
+    message: str
+
+
+class UploadedArchiveOut(BaseModel):
+    """A ZIP upload: every supported file became a document of its own.
+
+    ``id`` names this upload (it is not a document); ``documents`` are the documents created
+    (or found again: ``duplicate``), ``skipped`` the entries that were not, with why."""
+
+    id: uuid.UUID
+    knowledge_base_id: uuid.UUID
+    filename: str
+    media_type: str
+    status: str
+    size_bytes: int
+    content_hash: str
+    duplicate: bool
+    documents: list[UploadedDocumentOut]
+    skipped: list[SkippedEntry]

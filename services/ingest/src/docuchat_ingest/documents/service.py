@@ -10,14 +10,16 @@ document.deleted first and removes the blob after, for the same reason.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import PurePosixPath
 from typing import Any, cast
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from docuchat_common.errors import NotFound, Unprocessable, UnsupportedMediaType
+from docuchat_common.errors import DocuChatError, NotFound, Unprocessable, UnsupportedMediaType
 from docuchat_common.events.catalog import (
     DocumentDeleted,
     DocumentDeletedData,
@@ -30,11 +32,19 @@ from docuchat_common.pagination import decode_cursor, encode_cursor
 from docuchat_common.quota import QuotaGuard
 from docuchat_common.service import ServiceRuntime
 from docuchat_ingest.blobs import BlobStore, LocalBlobStore, blob_key
+from docuchat_ingest.documents.archive import (
+    ZIP_MEDIA_TYPE,
+    ArchiveLimits,
+    is_archive,
+    read_archive,
+)
 from docuchat_ingest.documents.repository import DocumentRepository
 from docuchat_ingest.documents.schemas import (
     DocumentError,
     DocumentList,
     DocumentOut,
+    SkippedEntry,
+    UploadedArchiveOut,
     UploadedDocumentOut,
 )
 from docuchat_ingest.documents.upload import UploadedFile, check_content_length, read_file_part
@@ -118,6 +128,29 @@ def _probe_pdf(data: bytes, max_pages: int) -> None:
         doc.close()
 
 
+def sort_archive(
+    data: bytes, limits: ArchiveLimits, *, max_pages: int
+) -> tuple[list[tuple[UploadedFile, str]], list[SkippedEntry]]:
+    """The archive's entries that can be documents (with their media type), and the others
+    with the reason. Raises for what refuses the whole archive (see ``archive``)."""
+    accepted: list[tuple[UploadedFile, str]] = []
+    skipped: list[SkippedEntry] = []
+    for entry in read_archive(data, limits):
+        try:
+            media_type = sniff(entry.data, PurePosixPath(entry.filename).name, max_pages=max_pages)
+        except DocuChatError as exc:
+            skipped.append(SkippedEntry(filename=entry.filename, code=exc.code, message=exc.detail))
+            continue
+        file = UploadedFile(
+            filename=entry.filename,
+            content_type=media_type,
+            data=entry.data,
+            sha256=hashlib.sha256(entry.data).hexdigest(),
+        )
+        accepted.append((file, media_type))
+    return accepted, skipped
+
+
 def sniff(data: bytes, filename: str, *, max_pages: int) -> str:
     """The media type from magic bytes agreeing with the extension, plus what can be refused
     up front (an encrypted, corrupt or too long PDF). Raises 415 or 422 with a stable code."""
@@ -150,7 +183,7 @@ class DocumentService:
         stream: AsyncIterator[bytes],
         content_type: str,
         content_length: str | None,
-    ) -> UploadedDocumentOut:
+    ) -> UploadedDocumentOut | UploadedArchiveOut:
         tenant = identity.tenant_id
         limit = self.settings.max_upload_bytes
         if self.quota is not None:
@@ -168,64 +201,117 @@ class DocumentService:
                 quota.check_fixed(tenant, file_bytes=n)
 
         file = await read_file_part(stream, content_type, limit=limit, on_size=on_size)
+        if is_archive(file.filename):
+            return await self._upload_archive(identity, kb_id, file)
         media_type = await asyncio.to_thread(
             sniff, file.data, file.filename, max_pages=self.settings.max_pages
         )
+        (out,) = await self._store_deduplicated(identity, kb_id, [(file, media_type)])
+        return out
+
+    async def _upload_archive(
+        self, identity: Identity, kb_id: uuid.UUID, archive: UploadedFile
+    ) -> UploadedArchiveOut:
+        tenant = identity.tenant_id
+        limits = ArchiveLimits(
+            max_entries=self.settings.archive_max_entries,
+            max_entry_bytes=self.settings.max_upload_bytes,
+            max_total_bytes=self.settings.archive_max_total_bytes,
+            max_ratio=self.settings.archive_max_ratio,
+        )
+        accepted, skipped = await asyncio.to_thread(
+            sort_archive, archive.data, limits, max_pages=self.settings.max_pages
+        )
+        if self.quota is not None:
+            for entry, _ in accepted:
+                self.quota.check_fixed(tenant, file_bytes=entry.size)
+        if not accepted:
+            raise Unprocessable(
+                "no file in the archive is a supported document",
+                code="empty_archive",
+                extra={"skipped": [entry.model_dump() for entry in skipped]},
+            )
+        documents = await self._store_deduplicated(identity, kb_id, accepted)
+        log.info(
+            "archive accepted",
+            knowledge_base_id=str(kb_id),
+            documents=len(documents),
+            skipped=len(skipped),
+        )
+        return UploadedArchiveOut(
+            id=uuid.uuid4(),
+            knowledge_base_id=kb_id,
+            filename=archive.filename,
+            media_type=ZIP_MEDIA_TYPE,
+            status="queued",
+            size_bytes=archive.size,
+            content_hash=archive.sha256,
+            duplicate=all(d.duplicate for d in documents),
+            documents=documents,
+            skipped=skipped,
+        )
+
+    async def _store_deduplicated(
+        self, identity: Identity, kb_id: uuid.UUID, files: Sequence[tuple[UploadedFile, str]]
+    ) -> list[UploadedDocumentOut]:
         try:
-            return await self._store(identity, kb_id, file, media_type)
+            return await self._store(identity, kb_id, files)
         except IntegrityError:
-            # The same content arrived concurrently and the other upload won.
-            async with self.runtime.database.transaction() as session:
-                existing = await DocumentRepository(session).by_hash(kb_id, file.sha256)
-            if existing is None or existing.tenant_id != tenant:
-                raise
-            return UploadedDocumentOut(**_fields(existing), duplicate=True)
+            # The same content arrived concurrently and the other upload won: this pass
+            # finds its document as a duplicate.
+            return await self._store(identity, kb_id, files)
 
     async def _store(
-        self, identity: Identity, kb_id: uuid.UUID, file: UploadedFile, media_type: str
-    ) -> UploadedDocumentOut:
+        self, identity: Identity, kb_id: uuid.UUID, files: Sequence[tuple[UploadedFile, str]]
+    ) -> list[UploadedDocumentOut]:
+        """One transaction for every file of the upload: all are queued, or none is."""
         tenant = identity.tenant_id
-        document_id = uuid.uuid4()
-        key = blob_key(tenant, document_id)
-        stored = False
+        stored: list[str] = []
+        results: list[UploadedDocumentOut] = []
         try:
             async with self.runtime.database.transaction() as session:
                 documents = DocumentRepository(session)
                 if await documents.knowledge_base(tenant, kb_id) is None:
                     raise _kb_not_found()
-                existing = await documents.by_hash(kb_id, file.sha256)
-                if existing is not None:
-                    return UploadedDocumentOut(**_fields(existing), duplicate=True)
-                await self.blobs.put(key, file.data)
-                stored = True
-                doc = Document(
-                    id=document_id,
-                    tenant_id=tenant,
-                    knowledge_base_id=kb_id,
-                    user_id=identity.user_id,
-                    filename=file.filename,
-                    media_type=media_type,
-                    size_bytes=file.size,
-                    content_hash=file.sha256,
-                    blob_key=key,
-                    status="queued",
-                    progress=0.0,
-                )
-                await documents.add(doc)
-                await self.runtime.outbox.add(session, uploaded_event(doc))
-                out = UploadedDocumentOut(**_fields(doc), duplicate=False)
+                for file, media_type in files:
+                    existing = await documents.by_hash(kb_id, file.sha256)
+                    if existing is not None:
+                        results.append(UploadedDocumentOut(**_fields(existing), duplicate=True))
+                        continue
+                    document_id = uuid.uuid4()
+                    key = blob_key(tenant, document_id)
+                    await self.blobs.put(key, file.data)
+                    stored.append(key)
+                    doc = Document(
+                        id=document_id,
+                        tenant_id=tenant,
+                        knowledge_base_id=kb_id,
+                        user_id=identity.user_id,
+                        filename=file.filename,
+                        media_type=media_type,
+                        size_bytes=file.size,
+                        content_hash=file.sha256,
+                        blob_key=key,
+                        status="queued",
+                        progress=0.0,
+                    )
+                    await documents.add(doc)
+                    await self.runtime.outbox.add(session, uploaded_event(doc))
+                    results.append(UploadedDocumentOut(**_fields(doc), duplicate=False))
         except BaseException:
-            if stored:
+            for key in stored:
                 await self._forget_blob(key)
             raise
-        log.info(
-            "document accepted",
-            document_id=str(document_id),
-            knowledge_base_id=str(kb_id),
-            media_type=media_type,
-            size_bytes=file.size,
-        )
-        return out
+        for out in results:
+            if not out.duplicate:
+                log.info(
+                    "document accepted",
+                    document_id=str(out.id),
+                    knowledge_base_id=str(kb_id),
+                    media_type=out.media_type,
+                    size_bytes=out.size_bytes,
+                )
+        return results
 
     async def _forget_blob(self, key: str) -> None:
         try:
