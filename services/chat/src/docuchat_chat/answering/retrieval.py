@@ -1,0 +1,90 @@
+"""Passages for a question, from ingest's knowledge-base search, as the caller.
+
+Chat holds no index: it asks ingest over HTTP and forwards the identity the caller's request
+carried, so ingest scopes the search to that tenant (another tenant's knowledge base is a 404).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from docuchat_common.errors import BadGateway, NotFound, ServiceUnavailable
+from docuchat_common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class Hit(BaseModel):
+    document_id: uuid.UUID
+    filename: str
+    page: int | None = None
+    page_end: int | None = None
+    heading_path: list[str] | str | None = None
+    chunk_id: str
+    chunk_index: int | None = None
+    text: str
+    score: float
+    # Cosine similarity between the question and the chunk: comparable across questions,
+    # unlike a fused rank score.
+    similarity: float | None = None
+
+
+class KnowledgeBaseInfo(BaseModel):
+    id: uuid.UUID
+    name: str
+    system_prompt: str | None = None
+
+
+class SearchResult(BaseModel):
+    hits: list[Hit]
+    knowledge_base: KnowledgeBaseInfo
+
+
+class RetrievalClient:
+    def __init__(self, base_url: str, *, timeout: float) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def search(
+        self,
+        knowledge_base_id: uuid.UUID,
+        query: str,
+        *,
+        top_k: int | None,
+        identity_headers: Mapping[str, str],
+    ) -> SearchResult:
+        body: dict[str, object] = {"query": query}
+        if top_k is not None:
+            body["top_k"] = top_k
+        try:
+            response = await self.client.post(
+                f"/api/v1/knowledge-bases/{knowledge_base_id}/search",
+                json=body,
+                headers=dict(identity_headers),
+            )
+        except httpx.HTTPError as exc:
+            log.warning("retrieval unreachable", error=type(exc).__name__)
+            raise ServiceUnavailable(
+                "document search is unavailable", code="retrieval_unavailable"
+            ) from exc
+        if response.status_code == 404:
+            raise NotFound("knowledge base not found", code="knowledge_base_not_found")
+        if response.status_code >= 400:
+            log.warning("retrieval failed", status=response.status_code, body=response.text[:300])
+            raise BadGateway("document search failed", code="retrieval_failed")
+        try:
+            return SearchResult.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise BadGateway(
+                "document search answered unexpectedly", code="retrieval_failed"
+            ) from exc

@@ -1,0 +1,198 @@
+"""Asking: POST /sessions/{id}/messages (JSON or server-sent events) and the same exchange
+over a WebSocket."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request, WebSocket, status
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sse_starlette import EventSourceResponse
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketDisconnect
+
+from docuchat_chat.answering.schemas import QuestionIn
+from docuchat_chat.answering.service import AnswerService, AnswerStream, Deps
+from docuchat_chat.sessions.schemas import MessageOut
+from docuchat_common.errors import DocuChatError, Forbidden, Unauthorized
+from docuchat_common.identity import (
+    IDENTITY_HEADER,
+    INTERNAL_AUDIENCE,
+    Identity,
+    require,
+)
+from docuchat_common.logging import get_logger
+from docuchat_common.service import runtime_of
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix="/api/v1/sessions", tags=["chat"])
+
+Chatter = Annotated[Identity, Depends(require(scope="chat"))]
+
+
+def answer_service(connection: HTTPConnection) -> AnswerService:
+    deps: Deps = runtime_of(connection).state["answering"]  # type: ignore[arg-type]
+    return AnswerService(deps)
+
+
+def identity_headers(connection: HTTPConnection) -> dict[str, str]:
+    """The caller's identity as it came, for ingest to scope the search by."""
+    internal = connection.headers.get(IDENTITY_HEADER)
+    if internal:
+        return {IDENTITY_HEADER: internal}
+    authorization = connection.headers.get("authorization")
+    return {"Authorization": authorization} if authorization else {}
+
+
+def _sse(event: str, data: Any) -> dict[str, str]:
+    return {"event": event, "data": json.dumps(data)}
+
+
+def _error_data(error: DocuChatError) -> dict[str, Any]:
+    return {"code": error.code, "detail": error.detail, "status": error.status}
+
+
+@router.post(
+    "/{session_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MessageOut,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "stream=true"}},
+)
+async def ask(session_id: uuid.UUID, body: QuestionIn, identity: Chatter, request: Request) -> Any:
+    service = answer_service(request)
+    question = await service.ask(identity, session_id, body.content, identity_headers(request))
+    if not body.stream:
+        answer = await service.complete(question)
+        return JSONResponse(answer.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+    run = service.stream(question)
+    await run.start()  # a provider that fails before its first token is a problem response
+    return EventSourceResponse(_events(run), ping=15)
+
+
+async def _events(run: AnswerStream) -> AsyncIterator[dict[str, str]]:
+    try:
+        async for text in run.deltas():
+            yield _sse("token", {"text": text})
+    except DocuChatError as exc:
+        yield _sse("error", _error_data(exc))
+        return
+    except BaseException:
+        # The client went away (cancelled, or closed at a yield): store what came, meter it.
+        with anyio.CancelScope(shield=True):
+            await run.abandon()
+        raise
+    with anyio.CancelScope(shield=True):
+        answer = await run.finish()
+    yield _sse("citations", [c.model_dump(mode="json") for c in answer.citations])
+    yield _sse("done", {"message_id": str(answer.id), "usage": _usage(answer)})
+
+
+def _usage(answer: MessageOut) -> dict[str, int]:
+    return answer.usage.model_dump() if answer.usage else {}
+
+
+# --- WebSocket ---------------------------------------------------------------------------------
+
+
+async def _ws_identity(websocket: WebSocket) -> Identity:
+    """Like HTTP: the gateway's internal token, or a bearer token (service to service, tests)."""
+    verifier = websocket.app.state.token_verifier
+    internal = websocket.headers.get(IDENTITY_HEADER)
+    if internal:
+        identity: Identity = await verifier.identity(internal, audience=INTERNAL_AUDIENCE)
+    else:
+        scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or token.startswith("dck_"):
+            raise Unauthorized("missing credentials")
+        identity = await verifier.identity(token.strip())
+    if identity.via == "api_key" and not identity.has_scope("chat"):
+        raise Forbidden("API key lacks the 'chat' scope", code="insufficient_scope")
+    return identity
+
+
+@router.websocket("/{session_id}/ws")
+async def ask_over_websocket(websocket: WebSocket, session_id: uuid.UUID) -> None:
+    """Client frames: ``{"content": "..."}``. Server frames: ``{"type": "token", "text"}``,
+    ``{"type": "citations", "citations"}``, ``{"type": "done", "message_id", "usage"}``,
+    ``{"type": "error", "code", "detail", "status"}``. One question at a time."""
+    try:
+        identity = await _ws_identity(websocket)
+    except DocuChatError as exc:
+        await websocket.close(code=4401 if exc.status == 401 else 4403, reason=exc.code)
+        return
+    service = answer_service(websocket)
+    headers = identity_headers(websocket)
+    await websocket.accept()
+    try:
+        while True:
+            frame = await websocket.receive_text()
+            try:
+                content = QuestionIn.model_validate_json(frame).content
+            except ValidationError:
+                await websocket.send_json(
+                    {
+                        "type": "error",
+                        "code": "validation_error",
+                        "detail": 'send {"content": "<your question>"}',
+                        "status": 422,
+                    }
+                )
+                continue
+            if not await _answer_over(
+                websocket,
+                service=service,
+                identity=identity,
+                session_id=session_id,
+                content=content,
+                headers=headers,
+            ):
+                return
+    except WebSocketDisconnect:
+        return
+
+
+async def _answer_over(
+    websocket: WebSocket,
+    *,
+    service: AnswerService,
+    identity: Identity,
+    session_id: uuid.UUID,
+    content: str,
+    headers: Mapping[str, str],
+) -> bool:
+    """One exchange; False when the client went away."""
+    try:
+        question = await service.ask(identity, session_id, content, headers)
+        run = service.stream(question)
+        await run.start()
+    except DocuChatError as exc:
+        await websocket.send_json({"type": "error", **_error_data(exc)})
+        return True
+    try:
+        async for text in run.deltas():
+            await websocket.send_json({"type": "token", "text": text})
+    except DocuChatError as exc:
+        await websocket.send_json({"type": "error", **_error_data(exc)})
+        return True
+    except (WebSocketDisconnect, OSError, RuntimeError):  # a send to a client that went away
+        with anyio.CancelScope(shield=True):
+            await run.abandon()
+        return False
+    except BaseException:  # cancelled (server shutting down): still store what came
+        with anyio.CancelScope(shield=True):
+            await run.abandon()
+        raise
+    answer = await run.finish()
+    await websocket.send_json(
+        {"type": "citations", "citations": [c.model_dump(mode="json") for c in answer.citations]}
+    )
+    await websocket.send_json(
+        {"type": "done", "message_id": str(answer.id), "usage": _usage(answer)}
+    )
+    return True

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docuchat_chat.models import LLMSettings
+
+
+class LLMSettingsRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, tenant_id: uuid.UUID) -> LLMSettings | None:
+        return await self.session.get(LLMSettings, tenant_id)
+
+    async def get_or_new(self, tenant_id: uuid.UUID) -> LLMSettings:
+        row = await self.get(tenant_id)
+        if row is None:
+            row = LLMSettings(tenant_id=tenant_id)
+            self.session.add(row)
+        return row
+
+    async def save(self, row: LLMSettings) -> None:
+        await self.session.flush()
+        await self.session.refresh(row)

@@ -1,0 +1,30 @@
+"""Thin consumers: a deleted user's or tenant's conversations go with them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docuchat_chat.sessions.repository import SessionRepository
+from docuchat_chat.sessions.service import SessionService
+from docuchat_common.events.catalog import TenantDeleted, UserDeleted
+from docuchat_common.events.topics import TENANTS, USERS
+from docuchat_common.service import ServiceRuntime
+
+
+def register(runtime: ServiceRuntime) -> None:
+    async def on_tenant_deleted(event: Any, session: AsyncSession) -> None:
+        if isinstance(event, TenantDeleted):
+            await SessionService(SessionRepository(session)).forget_tenant(event.data.tenant_id)
+
+    async def on_user_deleted(event: Any, session: AsyncSession) -> None:
+        if isinstance(event, UserDeleted):
+            await SessionService(SessionRepository(session)).forget_user(
+                event.data.user_id, event.tenant_id
+            )
+
+    runtime.consumers.subscribe(
+        TENANTS, [TenantDeleted], group="chat.tenants", handler=on_tenant_deleted
+    )
+    runtime.consumers.subscribe(USERS, [UserDeleted], group="chat.users", handler=on_user_deleted)
