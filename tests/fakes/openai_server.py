@@ -25,6 +25,10 @@ Scripted faults (``Fault``) are queued and each is consumed by the next matching
 request to ``/v1`` is recorded (``requests``) before any fault applies, so retries are visible.
 A scripted break hangs up mid-body; uvicorn logs "ASGI callable returned without completing
 response." for it, which is expected.
+
+Client hang-ups: a chat stream the client closes before its last frame is counted in
+``hangups`` (seen when uvicorn reports the disconnect, so poll for it), and ``frames_sent`` counts
+every SSE frame written, so a test can tell that generation stopped.
 """
 
 from __future__ import annotations
@@ -114,7 +118,8 @@ class RecordedRequest:
 
 
 class FakeOpenAI:
-    """The fake server. ``reply``, ``token_delay`` (seconds between SSE chunks) and
+    """The fake server. ``reply``, ``token_delay`` (seconds between SSE chunks),
+    ``report_usage`` (False: no ``usage`` in chat answers, as some servers do) and
     ``embedding_dim`` are plain attributes tests may set at any time; the server reads them
     atomically, and the fault queue and request log are guarded by a lock."""
 
@@ -182,9 +187,12 @@ class FakeOpenAI:
         with self._lock:
             self.reply: ReplyFn | str = default_reply
             self.token_delay = 0.0
+            self.report_usage = True
             self.embedding_dim = self._default_dim
             self._faults: deque[Fault] = deque()
             self._requests: list[RecordedRequest] = []
+            self._hangups = 0
+            self._frames_sent = 0
 
     def script(self, *faults: Fault) -> None:
         with self._lock:
@@ -218,6 +226,26 @@ class FakeOpenAI:
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
+
+    @property
+    def hangups(self) -> int:
+        """Chat streams the client closed before their last frame."""
+        with self._lock:
+            return self._hangups
+
+    @property
+    def frames_sent(self) -> int:
+        """SSE frames of chat streams written so far."""
+        with self._lock:
+            return self._frames_sent
+
+    def _count_hangup(self) -> None:
+        with self._lock:
+            self._hangups += 1
+
+    def _count_frame(self) -> None:
+        with self._lock:
+            self._frames_sent += 1
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
@@ -293,12 +321,14 @@ class FakeOpenAI:
                     **head,
                     "object": "chat.completion",
                     "choices": [{**choice, "finish_reason": finish_reason}],
-                    "usage": usage,
+                    "usage": usage if self.report_usage else None,
                 },
                 broken=break_after is not None,
             )
 
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = self.report_usage and bool(
+            (body.get("stream_options") or {}).get("include_usage")
+        )
         chunk: dict[str, Any] = {**head, "object": "chat.completion.chunk"}
         if include_usage:
             chunk["usage"] = None
@@ -316,10 +346,15 @@ class FakeOpenAI:
             events.append({**chunk, "choices": [], "usage": usage})
         frames = [f"data: {json.dumps(event)}\n\n".encode() for event in events]
         frames.append(b"data: [DONE]\n\n")
-        cut = None if break_after is None else 1 + break_after
-        response_class = StreamingResponse if cut is None else _HangUp
-        return response_class(
-            _frames(frames[:cut], self.token_delay), media_type="text/event-stream"
+        if break_after is not None:
+            return _HangUp(
+                _frames(frames[: 1 + break_after], self.token_delay, self._count_frame),
+                media_type="text/event-stream",
+            )
+        return _Watched(
+            _frames(frames, self.token_delay, self._count_frame),
+            on_hangup=self._count_hangup,
+            media_type="text/event-stream",
         )
 
     def _embeddings(self, body: dict[str, Any], break_after: int | None) -> Response:
@@ -350,6 +385,24 @@ class _HangUp(StreamingResponse):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
+class _Watched(StreamingResponse):
+    """A stream that reports a client hang-up: Starlette cancels the sending task when the
+    client disconnects (ASGI spec < 2.4, which uvicorn declares)."""
+
+    def __init__(
+        self, content: AsyncIterator[bytes], *, on_hangup: Callable[[], None], media_type: str
+    ) -> None:
+        super().__init__(content, media_type=media_type)
+        self._on_hangup = on_hangup
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        except BaseException:
+            self._on_hangup()
+            raise
+
+
 async def _healthz(_request: Request) -> Response:
     return Response()
 
@@ -362,10 +415,14 @@ async def _hold(request: Request, seconds: float) -> None:
             pass
 
 
-async def _frames(frames: Sequence[bytes], delay: float) -> AsyncIterator[bytes]:
+async def _frames(
+    frames: Sequence[bytes], delay: float, on_frame: Callable[[], None] | None = None
+) -> AsyncIterator[bytes]:
     for i, frame in enumerate(frames):
         if i and delay:
             await asyncio.sleep(delay)
+        if on_frame is not None:
+            on_frame()
         yield frame
 
 

@@ -4,6 +4,13 @@ Adapters (``openai_compat`` for OpenAI and any OpenAI-compatible server, ``extra
 answers made of the retrieved passages without a model) implement :class:`LLMProvider`.
 A provider failure is a :class:`ProviderError` carrying the HTTP status and stable ``code``
 the chat API answers with; a failed call is never charged.
+
+Metering: meter ``Usage`` only when ``usage.metered`` (the extractive provider runs no model
+and meters 0). A stream closed early (client gone) never yields its final ``Usage``: count what
+was generated with ``TokenCounter.usage(request.messages, partial_text, provider.model)``
+(:mod:`docuchat_chat.llm.tokens`; ``reported=False``) and meter it unless the provider is of
+kind ``extractive``. ``ProviderRegistry`` (:mod:`docuchat_chat.llm.registry`) builds providers
+from a :class:`ProviderConfig` and owns the shared clients, breakers and token counter.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ class Usage:
     completion_tokens: int
     # True when the provider reported the counts; False when we counted them (tiktoken).
     reported: bool = True
+    # False when no provider spent anything (the extractive provider): store the counts, meter 0.
+    metered: bool = True
 
     @property
     def total_tokens(self) -> int:
