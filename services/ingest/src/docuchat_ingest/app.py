@@ -1,7 +1,12 @@
 """Ingest: knowledge bases, documents, the indexing pipeline and retrieval.
 
-Roles: ``api`` serves HTTP and keeps knowledge bases in step with tenants; ``worker`` will
-consume document.uploaded (the pipeline); ``all`` is both; ``relay`` only publishes the outbox.
+Roles: ``api`` serves HTTP and keeps knowledge bases in step with tenants; ``worker``
+consumes document.uploaded (the pipeline); ``all`` is both; ``relay`` only publishes the outbox.
+
+Search is served by whichever process owns a vector store, with the query model beside it:
+``all`` and ``worker`` always (the embedded qdrant-edge shard belongs to exactly one process),
+``api`` too when the store is a Qdrant server (``DOCUCHAT_INGEST_QDRANT_URL``), which any
+number of replicas may query.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from docuchat_common.quota import QuotaGuard
 from docuchat_common.service import ServiceRuntime
 from docuchat_ingest.blobs import LocalBlobStore
 from docuchat_ingest.documents.router import router as documents_router
+from docuchat_ingest.embedding.sparse import SparseEncoder
 from docuchat_ingest.knowledge_bases import consumers as kb_consumers
 from docuchat_ingest.knowledge_bases.router import router as kb_router
 from docuchat_ingest.models import metadata
 from docuchat_ingest.pipeline.indexer import DocumentIndexer
 from docuchat_ingest.pipeline.sandbox import ParserSandbox
+from docuchat_ingest.search.router import router as search_router
+from docuchat_ingest.search.service import QueryEncoder, Retrieval
 from docuchat_ingest.settings import IngestSettings
 from docuchat_ingest.vectorstore import VectorStore
 from docuchat_ingest.worker import consumers as worker_consumers
@@ -36,12 +44,17 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def build_runtime(settings: IngestSettings | None = None, *, role: str = "all") -> ServiceRuntime:
     settings = settings or IngestSettings()
     api = role in ("all", "api")
+    worker = role in ("all", "worker")
+    owns_store = worker or (api and settings.qdrant_url is not None)
     runtime = ServiceRuntime(
         name="ingest" if role != "worker" else "ingest-worker",
         settings=settings,
         metadata=metadata,
         migrations_dir=MIGRATIONS,
-        routers=[kb_router, documents_router] if api else [],
+        routers=[
+            *([kb_router, documents_router] if api else []),
+            *([search_router] if owns_store else []),
+        ],
         publishes=[
             DocumentUploaded,
             DocumentProgressed,
@@ -55,7 +68,9 @@ def build_runtime(settings: IngestSettings | None = None, *, role: str = "all") 
     if api:
         kb_consumers.register(runtime)
         _enforce_quotas(runtime)
-    if role in ("all", "worker"):
+    if owns_store:
+        _open_store(runtime, settings)
+    if worker:
         worker_consumers.register(runtime)
         _run_pipeline(runtime, settings)
     return runtime
@@ -71,36 +86,58 @@ def _vector_store(settings: IngestSettings) -> VectorStore:
     return QdrantEdgeStore(settings.vector_dir)
 
 
-def _run_pipeline(runtime: ServiceRuntime, settings: IngestSettings) -> None:
-    """The worker's model and vector store, ready before the first document.uploaded."""
+def _open_store(runtime: ServiceRuntime, settings: IngestSettings) -> None:
+    """The vector store, the embedding model and the BM25 encoder this process owns (for
+    indexing and for search), open before anything is served or consumed."""
     store = _vector_store(settings)
+
+    async def start(_: ServiceRuntime) -> None:
+        from docuchat_ingest.embedding.minilm import MiniLMEmbedder
+
+        await store.ensure_collection()
+        embedder = MiniLMEmbedder()
+        sparse = SparseEncoder()
+        runtime.state["vector_store"] = store
+        runtime.state["embedder"] = embedder
+        runtime.state["sparse_encoder"] = sparse
+        runtime.state["retrieval"] = Retrieval(
+            store=store,
+            queries=QueryEncoder(embedder, sparse, cache_size=settings.search_cache_size),
+        )
+
+    async def stop(_: ServiceRuntime) -> None:
+        await store.close()
+
+    runtime.on_start(start)
+    runtime.on_stop(stop)
+
+
+def _run_pipeline(runtime: ServiceRuntime, settings: IngestSettings) -> None:
+    """The worker's parser, ready before the first document.uploaded (runs after _open_store)."""
     sandbox = ParserSandbox(
         timeout_seconds=settings.parse_timeout_seconds,
         max_memory_bytes=settings.parse_max_memory_bytes,
     )
 
     async def start(_: ServiceRuntime) -> None:
-        from docuchat_ingest.embedding.minilm import MiniLMEmbedder
-
-        await store.ensure_collection()
         await sandbox.warm()
-        runtime.state["vector_store"] = store
+        store = runtime.state["vector_store"]
         runtime.state["indexing"] = IndexingService(
             database=runtime.database,
             outbox=runtime.outbox,
             blobs=runtime.state["blobs"],
             indexer=DocumentIndexer(
-                MiniLMEmbedder(),
+                runtime.state["embedder"],
                 store,
                 max_pages=settings.max_pages,
                 sandbox=sandbox,
+                sparse=runtime.state["sparse_encoder"],
             ),
             store=store,
         )
 
     async def stop(_: ServiceRuntime) -> None:
         sandbox.close()
-        await store.close()
 
     runtime.on_start(start)
     runtime.on_stop(stop)

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from docuchat_ingest.chunking import Chunk, Chunker, ChunkInput
 from docuchat_ingest.embedding import Embedder
+from docuchat_ingest.embedding.sparse import SparseEncoder
 from docuchat_ingest.parsing import ParsedDocument, parse_document
 from docuchat_ingest.pipeline.sandbox import ParserSandbox
 from docuchat_ingest.vectorstore import ChunkPayload, ChunkPoint, VectorStore
@@ -74,8 +75,10 @@ class DocumentIndexer:
         batch_size: int = 64,
         max_pages: int = 500,
         sandbox: ParserSandbox | None = None,
+        sparse: SparseEncoder | None = None,
     ) -> None:
         self.embedder = embedder
+        self.sparse = sparse or SparseEncoder()
         self.store = store
         self.batch_size = batch_size
         self.max_pages = max_pages
@@ -139,9 +142,8 @@ class DocumentIndexer:
             embedding_model=self.embedder.model_name,
         )
 
-    @staticmethod
     def _points(
-        document: DocumentToIndex, chunks: Sequence[Chunk], vectors: npt.NDArray[np.float32]
+        self, document: DocumentToIndex, chunks: Sequence[Chunk], vectors: npt.NDArray[np.float32]
     ) -> list[ChunkPoint]:
         return [
             ChunkPoint.for_chunk(
@@ -157,6 +159,8 @@ class DocumentIndexer:
                     heading_path=chunk.heading_path,
                 ),
                 vector,
+                # BM25 side: heading path + text, like the dense side
+                self.sparse.encode_document(chunk.embedding_text),
             )
             for chunk, vector in zip(chunks, vectors, strict=True)
         ]

@@ -51,6 +51,7 @@ from docuchat_ingest.vectorstore.port import (
     DenseVector,
     SearchHit,
     SparseVector,
+    cosine,
     dense_list,
     hybrid_prefetch_limit,
 )
@@ -156,7 +157,28 @@ class QdrantEdgeStore:
             filter=scope_filter(tenant_id, kb_id),
             with_payload=True,
         )
-        return [_hit(p) for p in await self._run(self.shard.query, request)]
+        return [_hit(p, p.score) for p in await self._run(self.shard.query, request)]
+
+    async def search_sparse(
+        self,
+        tenant_id: uuid.UUID,
+        kb_id: uuid.UUID,
+        dense: DenseVector,
+        sparse: SparseVector,
+        limit: int,
+    ) -> list[SearchHit]:
+        if len(sparse.indices) == 0:
+            return []
+        flt = scope_filter(tenant_id, kb_id)
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(_sparse(sparse), using=SPARSE_VECTOR),
+            filter=flt,
+            params=_idf_over(flt),
+            with_payload=True,
+            with_vector=[DENSE_VECTOR],
+        )
+        return _hits_for(dense, await self._run(self.shard.query, request))
 
     async def search_hybrid(
         self,
@@ -176,13 +198,12 @@ class QdrantEdgeStore:
             )
         ]
         if len(sparse.indices) > 0:
-            sparse_query = qe.SparseVector(list(sparse.indices), [float(v) for v in sparse.values])
             prefetches.append(
                 qe.Prefetch(
                     limit=depth,
-                    query=qe.Query.Nearest(sparse_query, using=SPARSE_VECTOR),
+                    query=qe.Query.Nearest(_sparse(sparse), using=SPARSE_VECTOR),
                     filter=flt,
-                    params=qe.SearchParams(idf=qe.IdfParams(corpus=flt)),
+                    params=_idf_over(flt),
                 )
             )
         request = qe.QueryRequest(
@@ -192,8 +213,9 @@ class QdrantEdgeStore:
             query=cast("qe.ScoringQueryType", qe.Fusion.Rrf(k=RRF_K)),
             filter=flt,
             with_payload=True,
+            with_vector=[DENSE_VECTOR],
         )
-        return [_hit(p) for p in await self._run(self.shard.query, request)]
+        return _hits_for(dense, await self._run(self.shard.query, request))
 
     async def count(
         self,
@@ -219,9 +241,29 @@ def _flush_and_close(shard: qe.EdgeShard) -> None:
     shard.close()
 
 
-def _hit(point: qe.ScoredPoint) -> SearchHit:
+def _sparse(sparse: SparseVector) -> qe.SparseVector:
+    return qe.SparseVector(list(sparse.indices), [float(v) for v in sparse.values])
+
+
+def _idf_over(flt: qe.Filter) -> qe.SearchParams:
+    """IDF counted over the searched scope only (see the port)."""
+    return qe.SearchParams(idf=qe.IdfParams(corpus=flt))
+
+
+def _hit(point: qe.ScoredPoint, similarity: float) -> SearchHit:
     return SearchHit(
         id=uuid.UUID(str(point.id)),
         score=float(point.score),
         payload=ChunkPayload.from_dict(point.payload or {}),
+        similarity=float(similarity),
     )
+
+
+def _hits_for(query: DenseVector, points: Sequence[qe.ScoredPoint]) -> list[SearchHit]:
+    """Hits with their similarity to the query, from the dense vectors the query returned."""
+    hits = []
+    for point in points:
+        vectors = point.vector if isinstance(point.vector, dict) else {}
+        stored = vectors.get(DENSE_VECTOR)
+        hits.append(_hit(point, cosine(query, stored if isinstance(stored, list) else None)))
+    return hits

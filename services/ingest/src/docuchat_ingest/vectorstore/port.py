@@ -16,6 +16,9 @@ qdrant-edge for the embedded default) implement exactly the same semantics, defi
   corpus filter equal to the search filter), never collection-wide: another tenant's data
   cannot move this tenant's scores, so scores leak nothing across tenants and BM25 weights
   follow the knowledge base being searched;
+- every search hit carries ``similarity``: the cosine between the query's dense vector and the
+  hit's stored dense vector, whichever side found it (a relevance threshold needs a number with
+  the same meaning for every hit; RRF and BM25 scores have none);
 - point ids are ``uuid5(document_id, str(chunk_index))``, so re-indexing a document (or a
   redelivered message) overwrites the same points instead of adding new ones.
 """
@@ -137,6 +140,18 @@ class SearchHit:
     id: uuid.UUID
     score: float
     payload: ChunkPayload
+    similarity: float = 0.0
+    """Cosine between the query's dense vector and this chunk's (see the module doc)."""
+
+
+def cosine(query: DenseVector, stored: Sequence[Any] | None) -> float:
+    """Cosine similarity of two dense vectors (0.0 when the stored one is missing or zero)."""
+    if not stored:
+        return 0.0
+    a = np.asarray(query, dtype=np.float32).ravel()
+    b = np.asarray(stored, dtype=np.float32).ravel()
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b) / norms) if norms > 0 else 0.0
 
 
 def dense_list(vector: DenseVector) -> list[float]:
@@ -166,6 +181,17 @@ class VectorStore(Protocol):
         self, tenant_id: uuid.UUID, kb_id: uuid.UUID, vector: DenseVector, limit: int
     ) -> list[SearchHit]:
         """Nearest chunks by cosine similarity (score = cosine), best first."""
+
+    async def search_sparse(
+        self,
+        tenant_id: uuid.UUID,
+        kb_id: uuid.UUID,
+        dense: DenseVector,
+        sparse: SparseVector,
+        limit: int,
+    ) -> list[SearchHit]:
+        """Best chunks by the sparse side alone (score = BM25 with the knowledge base's IDF);
+        ``dense`` (the query's embedding) only gives each hit its ``similarity``."""
 
     async def search_hybrid(
         self,

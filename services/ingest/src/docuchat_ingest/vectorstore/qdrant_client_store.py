@@ -28,6 +28,7 @@ from docuchat_ingest.vectorstore.port import (
     DenseVector,
     SearchHit,
     SparseVector,
+    cosine,
     dense_list,
     hybrid_prefetch_limit,
 )
@@ -146,7 +147,30 @@ class QdrantClientStore:
             limit=limit,
             with_payload=True,
         )
-        return [_hit(p) for p in response.points]
+        return [_hit(p, p.score) for p in response.points]
+
+    async def search_sparse(
+        self,
+        tenant_id: uuid.UUID,
+        kb_id: uuid.UUID,
+        dense: DenseVector,
+        sparse: SparseVector,
+        limit: int,
+    ) -> list[SearchHit]:
+        if len(sparse.indices) == 0:
+            return []
+        flt = scope_filter(tenant_id, kb_id)
+        response = await self._client.query_points(
+            self.collection,
+            query=_sparse(sparse),
+            using=SPARSE_VECTOR,
+            query_filter=flt,
+            search_params=_idf_over(flt),
+            limit=limit,
+            with_payload=True,
+            with_vectors=[DENSE_VECTOR],
+        )
+        return _hits_for(dense, response.points)
 
     async def search_hybrid(
         self,
@@ -164,13 +188,11 @@ class QdrantClientStore:
         if len(sparse.indices) > 0:
             prefetch.append(
                 models.Prefetch(
-                    query=models.SparseVector(
-                        indices=list(sparse.indices), values=list(sparse.values)
-                    ),
+                    query=_sparse(sparse),
                     using=SPARSE_VECTOR,
                     filter=flt,
                     limit=depth,
-                    params=models.SearchParams(idf=models.IdfCorpusParams(corpus=flt)),
+                    params=_idf_over(flt),
                 )
             )
         response = await self._client.query_points(
@@ -180,8 +202,9 @@ class QdrantClientStore:
             query_filter=flt,
             limit=limit,
             with_payload=True,
+            with_vectors=[DENSE_VECTOR],
         )
-        return [_hit(p) for p in response.points]
+        return _hits_for(dense, response.points)
 
     async def count(
         self,
@@ -198,9 +221,31 @@ class QdrantClientStore:
         await self._client.close()
 
 
-def _hit(point: models.ScoredPoint) -> SearchHit:
+def _sparse(sparse: SparseVector) -> models.SparseVector:
+    return models.SparseVector(
+        indices=list(sparse.indices), values=[float(v) for v in sparse.values]
+    )
+
+
+def _idf_over(flt: models.Filter) -> models.SearchParams:
+    """IDF counted over the searched scope only (see the port)."""
+    return models.SearchParams(idf=models.IdfCorpusParams(corpus=flt))
+
+
+def _hit(point: models.ScoredPoint, similarity: float) -> SearchHit:
     return SearchHit(
         id=uuid.UUID(str(point.id)),
         score=float(point.score),
         payload=ChunkPayload.from_dict(point.payload or {}),
+        similarity=float(similarity),
     )
+
+
+def _hits_for(query: DenseVector, points: Sequence[models.ScoredPoint]) -> list[SearchHit]:
+    """Hits with their similarity to the query, from the dense vectors the query returned."""
+    hits = []
+    for point in points:
+        vectors = point.vector if isinstance(point.vector, dict) else {}
+        stored = vectors.get(DENSE_VECTOR)
+        hits.append(_hit(point, cosine(query, stored if isinstance(stored, list) else None)))
+    return hits

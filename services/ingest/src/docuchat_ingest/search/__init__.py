@@ -1,0 +1,1 @@
+"""Retrieval: hybrid (dense + BM25, RRF-fused) search over a knowledge base's chunks."""

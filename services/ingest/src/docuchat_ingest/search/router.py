@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from docuchat_common.identity import Identity, require
+from docuchat_common.service import DbSession, runtime_of
+from docuchat_ingest.knowledge_bases.repository import KnowledgeBaseRepository
+from docuchat_ingest.search.schemas import SearchIn, SearchMode, SearchOut
+from docuchat_ingest.search.service import Retrieval, SearchService
+
+router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["search"])
+
+Reader = Annotated[Identity, Depends(require(scope="read"))]
+
+
+@router.post("/{kb_id}/search", response_model=SearchOut)
+async def search(
+    kb_id: uuid.UUID,
+    body: SearchIn,
+    identity: Reader,
+    *,
+    request: Request,
+    session: DbSession,
+    mode: SearchMode = "hybrid",
+) -> SearchOut:
+    """Hybrid search (dense + BM25, fused by RRF). ``mode=dense|sparse`` runs one side alone
+    (for evaluation). Chat calls this same route, forwarding its caller's identity."""
+    retrieval: Retrieval = runtime_of(request).state["retrieval"]
+    service = SearchService(KnowledgeBaseRepository(session), retrieval)
+    return await service.search(identity, kb_id, body, mode=mode)

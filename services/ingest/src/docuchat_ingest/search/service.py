@@ -1,0 +1,137 @@
+"""Searching a knowledge base: the query is embedded (cached) and BM25-encoded, the vector
+store fuses both sides, and hits come back with their pages and headings.
+
+Runs in the process that owns the vector store (see app.py); the knowledge base is read from
+the database first, so another tenant's (or a missing) knowledge base is a 404 before any
+vector is touched, and every store query is filtered by the caller's tenant as well.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+
+from docuchat_common.errors import NotFound, Unprocessable
+from docuchat_common.identity import Identity
+from docuchat_ingest.embedding import Embedder
+from docuchat_ingest.embedding.base import Vectors
+from docuchat_ingest.embedding.sparse import SparseEncoder
+from docuchat_ingest.knowledge_bases.repository import KnowledgeBaseRepository
+from docuchat_ingest.knowledge_bases.schemas import KnowledgeBaseSettings
+from docuchat_ingest.search.schemas import (
+    MAX_QUERY_CHARS,
+    SearchedKnowledgeBase,
+    SearchHitOut,
+    SearchIn,
+    SearchMode,
+    SearchOut,
+)
+from docuchat_ingest.vectorstore import SearchHit, SparseVector, VectorStore
+
+DEFAULT_CACHE_SIZE = 4096
+
+
+class QueryEncoder:
+    """A query's dense embedding (LRU-cached by its text: a repeated question costs no model
+    call) and its BM25 vector (cheap, not cached)."""
+
+    def __init__(
+        self, embedder: Embedder, sparse: SparseEncoder, *, cache_size: int = DEFAULT_CACHE_SIZE
+    ) -> None:
+        self.embedder = embedder
+        self.sparse = sparse
+        self._cache: LRUCache[str, Vectors] = LRUCache(maxsize=cache_size)
+
+    async def dense(self, text: str) -> Vectors:
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        vector: Vectors = (await self.embedder.embed([text])).vectors[0]
+        vector.setflags(write=False)  # shared by every later hit of the cache
+        self._cache[text] = vector
+        return vector
+
+    def encode_sparse(self, text: str) -> SparseVector:
+        return self.sparse.encode_query(text)
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """Search over the store this process owns, with its query encoders. Callers have checked
+    that the knowledge base is the tenant's; the store filters by both anyway."""
+
+    store: VectorStore
+    queries: QueryEncoder
+
+    async def search(
+        self,
+        tenant_id: uuid.UUID,
+        kb_id: uuid.UUID,
+        query: str,
+        top_k: int,
+        *,
+        mode: SearchMode = "hybrid",
+    ) -> list[SearchHit]:
+        dense = await self.queries.dense(query)
+        if mode == "dense":
+            return await self.store.search_dense(tenant_id, kb_id, dense, top_k)
+        sparse = self.queries.encode_sparse(query)
+        if mode == "sparse":
+            return await self.store.search_sparse(tenant_id, kb_id, dense, sparse, top_k)
+        return await self.store.search_hybrid(tenant_id, kb_id, dense, sparse, top_k)
+
+
+def clean_query(raw: str) -> str:
+    query = " ".join(raw.split())
+    if not query:
+        raise Unprocessable("the query is empty", code="empty_query")
+    if len(query) > MAX_QUERY_CHARS:
+        raise Unprocessable(
+            f"the query is longer than {MAX_QUERY_CHARS} characters", code="query_too_long"
+        )
+    return query
+
+
+def hit_out(hit: SearchHit) -> SearchHitOut:
+    p = hit.payload
+    return SearchHitOut(
+        document_id=p.document_id,
+        filename=p.filename,
+        page=p.page_start,
+        page_end=p.page_end,
+        heading_path=list(p.heading_path),
+        chunk_id=hit.id,
+        chunk_index=p.chunk_index,
+        text=p.text,
+        score=hit.score,
+        similarity=round(hit.similarity, 6),
+    )
+
+
+class SearchService:
+    def __init__(self, knowledge_bases: KnowledgeBaseRepository, retrieval: Retrieval) -> None:
+        self.knowledge_bases = knowledge_bases
+        self.retrieval = retrieval
+
+    async def search(
+        self,
+        identity: Identity,
+        kb_id: uuid.UUID,
+        body: SearchIn,
+        *,
+        mode: SearchMode = "hybrid",
+    ) -> SearchOut:
+        kb = await self.knowledge_bases.get(identity.tenant_id, kb_id)
+        if kb is None:  # another tenant's looks exactly like none
+            raise NotFound("knowledge base not found", code="knowledge_base_not_found")
+        query = clean_query(body.query)
+        top_k = body.top_k or KnowledgeBaseSettings.model_validate(kb.settings or {}).top_k
+        hits = await self.retrieval.search(identity.tenant_id, kb.id, query, top_k, mode=mode)
+        return SearchOut(
+            hits=[hit_out(h) for h in hits],
+            knowledge_base=SearchedKnowledgeBase(
+                id=kb.id, name=kb.name, system_prompt=kb.system_prompt
+            ),
+        )
