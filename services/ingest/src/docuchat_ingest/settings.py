@@ -32,5 +32,3 @@ class IngestSettings(ServiceSettings):
     parse_max_memory_bytes: int = 2 * 1024 * 1024 * 1024
     # Search: query embeddings kept (LRU, by query text) so a repeated question skips the model.
     search_cache_size: int = 4096
-    # Search: query embeddings kept (LRU, by query text) so a repeated question skips the model.
-    search_cache_size: int = 4096
