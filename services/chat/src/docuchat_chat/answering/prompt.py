@@ -48,15 +48,16 @@ class NumberedPassage:
             "document_id": str(self.hit.document_id),
             "filename": self.hit.filename,
             "page": self.hit.page,
+            "page_end": self.hit.page_end,
             "chunk_id": self.hit.chunk_id,
             "text": self.hit.text,
         }
 
 
 def relevant(hits: Sequence[Hit], threshold: float) -> list[NumberedPassage]:
-    """Hits similar enough to the question to be evidence, numbered from 1 (best first)."""
+    """Hits similar enough to the question to be evidence, numbered from 1 in the order the
+    search ranked them."""
     kept = [h for h in hits if (h.similarity if h.similarity is not None else h.score) >= threshold]
-    kept.sort(key=lambda h: h.similarity if h.similarity is not None else h.score, reverse=True)
     return [NumberedPassage(i, hit) for i, hit in enumerate(kept, start=1)]
 
 

@@ -38,6 +38,8 @@ class CitationOut(BaseModel):
     document_id: uuid.UUID
     filename: str
     page: int | None
+    # The last page the passage runs onto (a chunk may cross a page break).
+    page_end: int | None = None
     chunk_id: str
     text: str
 
