@@ -15,10 +15,12 @@ Vectors = npt.NDArray[np.float32]
 @dataclass(frozen=True, slots=True)
 class EmbeddingResult:
     """``vectors`` is ``(n, dimension)`` float32, one unit-length row per input, in input order;
-    ``tokens`` is what the call cost in model tokens (for metering)."""
+    ``tokens`` is what the call cost in model tokens (for metering); ``token_counts``, when the
+    embedder knows them, splits it per input (so a shared call can be billed per document)."""
 
     vectors: Vectors
     tokens: int
+    token_counts: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])

@@ -134,7 +134,8 @@ class MiniLMEmbedder:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             vectors[chunk] = self._run_batch([ids[i] for i in chunk])
-        return EmbeddingResult(vectors, sum(map(len, ids)))
+        counts = tuple(map(len, ids))
+        return EmbeddingResult(vectors, sum(counts), counts)
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         if not texts:
@@ -145,4 +146,5 @@ class MiniLMEmbedder:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             vectors[chunk] = await asyncio.to_thread(self._run_batch, [ids[i] for i in chunk])
-        return EmbeddingResult(vectors, sum(map(len, ids)))
+        counts = tuple(map(len, ids))
+        return EmbeddingResult(vectors, sum(counts), counts)

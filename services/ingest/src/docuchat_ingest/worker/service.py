@@ -9,13 +9,17 @@ short transactions of its own, so clients watching the document see it move.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from docuchat_common.context import bound_context
 from docuchat_common.db import Database
 from docuchat_common.events.catalog import (
     DocumentFailed,
@@ -44,6 +48,15 @@ SOURCE = "ingest"
 PROGRESS_STEP = 0.1
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What indexing one document ends in: its new state and the events announcing it."""
+
+    document: Document
+    values: dict[str, Any]
+    events: tuple[Event[Any], ...]
+
+
 class IndexingService:
     def __init__(
         self,
@@ -61,14 +74,37 @@ class IndexingService:
         self.store = store
 
     async def index(self, event: DocumentUploaded, session: AsyncSession) -> None:
-        document = await session.get(Document, event.data.document_id)
-        if document is None or document.tenant_id != event.tenant_id:
-            log.info(
-                "document gone before indexing; skipped", document_id=str(event.data.document_id)
-            )
-            return
-        kb = await session.get(KnowledgeBase, document.knowledge_base_id)
-        settings = KnowledgeBaseSettings.model_validate(kb.settings if kb else {})
+        await self.index_many([event], session)
+
+    async def index_many(self, events: Sequence[DocumentUploaded], session: AsyncSession) -> None:
+        """Index the documents side by side (their chunks share model runs through the
+        coalescing embedder; one parses while another embeds), then record each outcome in the
+        caller's transaction, the one that claims the events."""
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._prepare(event)) for event in events]
+        for task in tasks:
+            outcome = task.result()
+            if outcome is not None:
+                await self._record(session, outcome.document, outcome.values, *outcome.events)
+
+    async def _prepare(self, event: DocumentUploaded) -> _Outcome | None:
+        with bound_context(
+            correlation_id=event.correlation_id,
+            tenant_id=str(event.tenant_id) if event.tenant_id else None,
+        ):
+            return await self._index_one(event)
+
+    async def _index_one(self, event: DocumentUploaded) -> _Outcome | None:
+        async with self.database.transaction() as session:
+            document = await session.get(Document, event.data.document_id)
+            if document is None or document.tenant_id != event.tenant_id:
+                log.info(
+                    "document gone before indexing; skipped",
+                    document_id=str(event.data.document_id),
+                )
+                return None
+            kb = await session.get(KnowledgeBase, document.knowledge_base_id)
+            settings = KnowledgeBaseSettings.model_validate(kb.settings if kb else {})
         await self._progress(document, "processing", 0.0)
         last_reported = 0.0
 
@@ -94,14 +130,17 @@ class IndexingService:
                 on_progress=on_progress,
             )
         except ParseError as exc:
-            await self._fail(session, document, exc.code, str(exc))
-            return
+            return self._failure(document, exc.code, str(exc))
         except Exception as exc:  # never a crash loop: the user sees why, and can reindex
             log.exception("indexing failed", document_id=str(document.id))
-            await self._fail(session, document, "indexing_error", type(exc).__name__)
-            return
-        await self._record(
-            session,
+            return self._failure(document, "indexing_error", type(exc).__name__)
+        log.info(
+            "document indexed",
+            document_id=str(document.id),
+            chunks=indexed.chunks,
+            pages=indexed.pages,
+        )
+        return _Outcome(
             document,
             {
                 "status": "indexed",
@@ -113,37 +152,33 @@ class IndexingService:
                 "error": None,
                 "indexed_at": datetime.now(UTC),
             },
-            DocumentIndexed(
-                tenant_id=document.tenant_id,
-                source=SOURCE,
-                data=DocumentIndexedData(
-                    document_id=document.id,
-                    knowledge_base_id=document.knowledge_base_id,
-                    user_id=document.user_id,
-                    pages=indexed.pages,
-                    chunks=indexed.chunks,
-                    size_bytes=document.size_bytes,
-                    embedding_tokens=indexed.embedding_tokens,
-                    embedding_model=indexed.embedding_model,
+            (
+                DocumentIndexed(
+                    tenant_id=document.tenant_id,
+                    source=SOURCE,
+                    data=DocumentIndexedData(
+                        document_id=document.id,
+                        knowledge_base_id=document.knowledge_base_id,
+                        user_id=document.user_id,
+                        pages=indexed.pages,
+                        chunks=indexed.chunks,
+                        size_bytes=document.size_bytes,
+                        embedding_tokens=indexed.embedding_tokens,
+                        embedding_model=indexed.embedding_model,
+                    ),
+                ),
+                TokensConsumed(
+                    tenant_id=document.tenant_id,
+                    source=SOURCE,
+                    data=TokensConsumedData(
+                        user_id=document.user_id,
+                        kind="embedding",
+                        model=indexed.embedding_model,
+                        embedding_tokens=indexed.embedding_tokens,
+                        reference=str(document.id),
+                    ),
                 ),
             ),
-            TokensConsumed(
-                tenant_id=document.tenant_id,
-                source=SOURCE,
-                data=TokensConsumedData(
-                    user_id=document.user_id,
-                    kind="embedding",
-                    model=indexed.embedding_model,
-                    embedding_tokens=indexed.embedding_tokens,
-                    reference=str(document.id),
-                ),
-            ),
-        )
-        log.info(
-            "document indexed",
-            document_id=str(document.id),
-            chunks=indexed.chunks,
-            pages=indexed.pages,
         )
 
     async def _record(
@@ -175,25 +210,25 @@ class IndexingService:
                 ),
             )
 
-    async def _fail(
-        self, session: AsyncSession, document: Document, code: str, message: str
-    ) -> None:
-        await self._record(
-            session,
+    @staticmethod
+    def _failure(document: Document, code: str, message: str) -> _Outcome:
+        log.info("document failed", document_id=str(document.id), code=code)
+        return _Outcome(
             document,
             {"status": "failed", "error_code": code, "error": message[:2000]},
-            DocumentFailed(
-                tenant_id=document.tenant_id,
-                source=SOURCE,
-                data=DocumentFailedData(
-                    document_id=document.id,
-                    knowledge_base_id=document.knowledge_base_id,
-                    code=code,
-                    error=message[:2000],
+            (
+                DocumentFailed(
+                    tenant_id=document.tenant_id,
+                    source=SOURCE,
+                    data=DocumentFailedData(
+                        document_id=document.id,
+                        knowledge_base_id=document.knowledge_base_id,
+                        code=code,
+                        error=message[:2000],
+                    ),
                 ),
             ),
         )
-        log.info("document failed", document_id=str(document.id), code=code)
 
     async def forget_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> None:
         await self.store.delete_document(tenant_id, document_id)
