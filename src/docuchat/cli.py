@@ -60,12 +60,16 @@ def dev(
     data_dir: Annotated[Path, typer.Option(help="Where the embedded stack keeps its data")] = Path(
         ".docuchat"
     ),
+    llm: Annotated[
+        bool,
+        typer.Option(help="Answer with SmolLM2 served locally (off: extractive answers, no model)"),
+    ] = True,
 ) -> None:
     """Start embedded PostgreSQL, the tansu broker, the services and Traefik; stop on Ctrl-C."""
     from docuchat.stack import DevStack, StackConfig
 
     _logging()
-    stack = DevStack(StackConfig(data_dir=data_dir, gateway_port=port, split=split))
+    stack = DevStack(StackConfig(data_dir=data_dir, gateway_port=port, split=split, local_llm=llm))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

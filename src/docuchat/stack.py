@@ -19,11 +19,13 @@ from pathlib import Path
 from docuchat.devstack import (
     EmbeddedPostgres,
     ManagedProcess,
+    ReadinessError,
     TansuBroker,
     TraefikGateway,
     free_port,
     http_ok,
 )
+from docuchat.devstack.llm import LocalLLMServer, local_llm_unavailable
 from docuchat_common.events.topics import ensure_topics
 from docuchat_common.logging import get_logger
 
@@ -52,6 +54,9 @@ class StackConfig:
     kafka_heartbeat_interval_ms: int = 500
     extra_env: Mapping[str, str] = field(default_factory=dict)
     ready_timeout: float = 90.0
+    # Serve SmolLM2 locally (xllamacpp) and point chat at it; `docuchat dev` turns it on. Off,
+    # chat uses its own settings (the extractive provider unless extra_env says otherwise).
+    local_llm: bool = False
 
 
 class DevStack:
@@ -66,7 +71,7 @@ class DevStack:
         targets = SPLIT_TARGETS if config.split else ("all",)
         self.ports: dict[str, int] = {}
         port = config.base_service_port
-        for name in (*SERVICES, "ingest-worker", "relay"):
+        for name in (*SERVICES, "ingest-worker", "relay", "llm"):
             self.ports[name] = port if port else free_port()
             port = port + 1 if port else 0
         self.targets = targets
@@ -74,13 +79,29 @@ class DevStack:
         self.gateway = TraefikGateway(
             config.gateway_port,
             ROUTES_FILE,
-            {f"DOCUCHAT_{s.upper()}_URL": self.service_url(s) for s in SERVICES},
+            {
+                **{f"DOCUCHAT_{s.upper()}_URL": self.service_url(s) for s in SERVICES},
+                "DOCUCHAT_INGEST_SEARCH_URL": self.search_url,
+            },
             self.logs_dir,
         )
         self.started_in: float | None = None
+        self.llm: LocalLLMServer | None = None
+        if config.local_llm:
+            reason = local_llm_unavailable()
+            if reason is None:
+                self.llm = LocalLLMServer(self.ports["llm"], self.logs_dir)
+            else:
+                log.warning("no local LLM; chat answers extractively", reason=reason)
 
     def service_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def search_url(self) -> str:
+        """Knowledge-base search is served by the process that owns the vector store: the
+        ingest worker in split mode (embedded qdrant-edge), the one ingest app all-in-one."""
+        return self.service_url("ingest-worker" if self.config.split else "ingest")
 
     @property
     def mail_file(self) -> Path:
@@ -108,6 +129,7 @@ class DevStack:
             "DOCUCHAT_INGEST_VECTOR_DIR": str(self.data_dir / "vectors"),
             "DOCUCHAT_RELAY_PORT": str(self.ports["relay"]),
             "DOCUCHAT_INGEST_WORKER_PORT": str(self.ports["ingest-worker"]),
+            "DOCUCHAT_CHAT_RETRIEVAL_URL": self.search_url,
             "PYTHONUNBUFFERED": "1",
         }
         for service in SERVICES:
@@ -116,6 +138,8 @@ class DevStack:
             env[prefix + "PORT"] = str(self.ports[service])
         if target not in ("all", "relay") and "relay" in self.targets:
             env["DOCUCHAT_RELAY_ENABLED"] = "false"
+        if self.llm is not None:
+            env.update(self.llm.chat_env())
         env.update(cfg.extra_env)
         return env
 
@@ -128,9 +152,12 @@ class DevStack:
         started = time.monotonic()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.llm is not None:
+                self.llm.launch()  # loads while the rest starts
             self.postgres.start()
             self.broker.start()
             asyncio.run(ensure_topics(self.broker.bootstrap_servers))
+            self._wait_for_llm()
             for target in self.targets:
                 proc = ManagedProcess(
                     target,
@@ -154,6 +181,8 @@ class DevStack:
         self.gateway.stop()
         for proc in reversed(list(self.processes.values())):
             proc.stop(timeout=25)
+        if self.llm is not None:
+            self.llm.stop()
         self.broker.stop()
         self.postgres.stop()
 
@@ -162,6 +191,23 @@ class DevStack:
         proc.stop(timeout=25)
         proc.start()
         self._wait_ready(target)
+
+    def _wait_for_llm(self) -> None:
+        """Chat starts pointed at the local model only when it answers; else extractive."""
+        if self.llm is None:
+            return
+        try:
+            seconds = self.llm.wait_ready(timeout=self.config.ready_timeout)
+        except ReadinessError as exc:
+            log.warning("the local LLM did not start; chat answers extractively", error=str(exc))
+            self.llm = None
+        else:
+            log.info(
+                "local LLM ready",
+                model=self.llm.alias,
+                url=self.llm.base_url,
+                seconds=round(seconds, 1),
+            )
 
     def _wait_ready(self, target: str) -> None:
         for url in self._ready_urls(target):
