@@ -25,6 +25,7 @@ from docuchat_common.quota import QuotaGuard
 from docuchat_common.service import ServiceRuntime
 from docuchat_ingest.blobs import LocalBlobStore
 from docuchat_ingest.documents.router import router as documents_router
+from docuchat_ingest.embedding.coalescing import CoalescingEmbedder
 from docuchat_ingest.embedding.sparse import SparseEncoder
 from docuchat_ingest.knowledge_bases import consumers as kb_consumers
 from docuchat_ingest.knowledge_bases.router import router as kb_router
@@ -127,7 +128,8 @@ def _run_pipeline(runtime: ServiceRuntime, settings: IngestSettings) -> None:
             outbox=runtime.outbox,
             blobs=runtime.state["blobs"],
             indexer=DocumentIndexer(
-                runtime.state["embedder"],
+                # Documents indexed side by side share model runs (search stays direct).
+                CoalescingEmbedder(runtime.state["embedder"]),
                 store,
                 max_pages=settings.max_pages,
                 sandbox=sandbox,
