@@ -70,3 +70,13 @@ async def test_closed_registry_closes_its_connections(
     await registry.aclose()
 
     assert client._client.is_closed
+
+
+async def test_warming_loads_the_encodings_before_the_first_question(
+    make_registry: MakeRegistry,
+) -> None:
+    registry = make_registry(llm_provider="openai", llm_model="gpt-4o-mini")
+
+    await registry.warm()
+
+    assert {"gpt-4o-mini", "extractive"} <= registry.token_counter.loaded_models

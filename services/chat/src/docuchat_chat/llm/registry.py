@@ -7,6 +7,7 @@ base URL, shared by every key that calls it; one token counter.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import httpx2
@@ -63,6 +64,12 @@ class ProviderRegistry:
             base_url=s.llm_base_url,
             api_key=s.llm_api_key.get_secret_value() if s.llm_api_key else None,
         )
+
+    async def warm(self) -> None:
+        """Load the token encodings the default model and the extractive provider use, off the
+        event loop, so the first question does not pay for it."""
+        models = {self.default_config().model, self._extractive.model}
+        await asyncio.to_thread(self.token_counter.warm, *sorted(models))
 
     def provider(self, config: ProviderConfig | None = None) -> LLMProvider:
         config = config or self.default_config()
