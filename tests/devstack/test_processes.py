@@ -258,7 +258,7 @@ class Backends:
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
         self.servers: dict[str, ThreadingHTTPServer] = {}
-        for name in ("auth", "ingest", "chat", "usage"):
+        for name in ("auth", "ingest", "ingest_search", "chat", "usage"):
             handler = type(f"{name}Handler", (_Backend,), {"service": name, "seen": self.seen})
             server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
             threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
@@ -335,6 +335,7 @@ def test_protected_routes_need_forward_auth_approval(
     before = len(backends.seen)
     protected = (
         "/api/v1/knowledge-bases",
+        "/api/v1/knowledge-bases/123/search",
         "/api/v1/users/me",
         "/api/v1/usage",
         "/api/v1/auth/anything-else",
@@ -361,6 +362,18 @@ def test_protected_routes_need_forward_auth_approval(
     assert seen["path"] == "/api/v1/sessions/123/messages"
     assert seen["identity"] == [VERIFIED_IDENTITY]
     assert seen["aliases"] == []
+
+    # search goes to the process that owns the vector store, the rest of ingest to its API
+    kb = "/api/v1/knowledge-bases/0b7c17c2-aaaa-4bbb-8ccc-123456789abc"
+    for path, service in (
+        (f"{kb}/search", "ingest_search"),
+        (f"{kb}/documents", "ingest"),
+        (f"{kb}/search/x", "ingest"),
+        (f"{kb}%2Fsearch", "ingest"),
+    ):
+        status, body = call(gw, path, "POST", {"Authorization": APPROVED_TOKEN})
+        assert (path, status, json.loads(body)["service"]) == (path, 200, service)
+        assert json.loads(body)["identity"] == [VERIFIED_IDENTITY]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ __all__ = ["GATEWAY_ENV_VARS", "TraefikGateway", "traefik_binary"]
 GATEWAY_ENV_VARS = (
     "DOCUCHAT_AUTH_URL",
     "DOCUCHAT_INGEST_URL",
+    "DOCUCHAT_INGEST_SEARCH_URL",
     "DOCUCHAT_CHAT_URL",
     "DOCUCHAT_USAGE_URL",
 )
