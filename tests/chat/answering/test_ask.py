@@ -103,14 +103,17 @@ async def test_a_question_about_a_document_streams_a_cited_answer_that_is_stored
     events_out = {e["type"]: e for e in await outbox_events(chat)}
     consumed = events_out["tokens.consumed"]
     assert consumed["tenant_id"] == str(corpus.tenant_id)
-    assert consumed["data"].items() >= {
-        "kind": "chat",
-        "model": "gpt-4o-mini",
-        "user_id": str(user),
-        "prompt_tokens": done["usage"]["prompt_tokens"],
-        "completion_tokens": done["usage"]["completion_tokens"],
-        "reference": done["message_id"],
-    }.items()
+    assert (
+        consumed["data"].items()
+        >= {
+            "kind": "chat",
+            "model": "gpt-4o-mini",
+            "user_id": str(user),
+            "prompt_tokens": done["usage"]["prompt_tokens"],
+            "completion_tokens": done["usage"]["completion_tokens"],
+            "reference": done["message_id"],
+        }.items()
+    )
     completed = events_out["message.completed"]["data"]
     assert completed["message_id"] == done["message_id"]
     assert (completed["grounded"], completed["citations"], completed["complete"]) == (True, 1, True)

@@ -1,0 +1,140 @@
+"""The same exchange over a WebSocket, and clients that go away mid-answer: generation stops,
+what was generated is stored as incomplete and metered."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from httpx_ws import aconnect_ws
+
+from docuchat_chat.llm.tokens import TokenCounter
+from tests.chat.answering.test_ask import (
+    DISTANCE_EDUCATION,
+    UNANSWERABLE,
+    assert_cites_distance_education,
+)
+from tests.chat.conftest import ChatService, Corpus, outbox_events, sse_events
+from tests.fakes.openai_server import CITED_ANSWER, FakeOpenAI, message_text
+from tests.helpers import eventually
+
+LONG_ANSWER = "The act [1] " + " ".join(f"requires{i}" for i in range(80))
+
+
+async def ws_exchange(ws: Any, content: str) -> list[dict[str, Any]]:
+    await ws.send_json({"content": content})
+    frames: list[dict[str, Any]] = []
+    while not frames or frames[-1]["type"] not in ("done", "error"):
+        frames.append(await ws.receive_json())
+    return frames
+
+
+async def test_a_websocket_carries_the_same_exchange(
+    chat: ChatService, corpus: Corpus, fake_openai: FakeOpenAI
+) -> None:
+    user = uuid.uuid4()
+    session = await chat.new_session(corpus.tenant_id, user, corpus.knowledge_base_id)
+    url = f"{chat.url.replace('http', 'ws')}/api/v1/sessions/{session['id']}/ws"
+    async with aconnect_ws(url, chat.client, headers=chat.headers(corpus.tenant_id, user)) as ws:
+        first = await ws_exchange(ws, DISTANCE_EDUCATION)
+        assert "".join(f["text"] for f in first if f["type"] == "token") == CITED_ANSWER
+        citations, done = first[-2], first[-1]
+        assert citations["type"] == "citations"
+        assert_cites_distance_education(citations["citations"], corpus)
+        assert done["usage"]["completion_tokens"] > 0
+
+        second = await ws_exchange(ws, UNANSWERABLE)  # the socket stays open for more
+        assert [f["type"] for f in second] == ["token", "citations", "done"]
+        assert second[1]["citations"] == []
+
+        await ws.send_text("not json")
+        assert (await ws.receive_json())["code"] == "validation_error"
+
+    stored = await chat.messages(corpus.tenant_id, user, session["id"])
+    assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert stored[1]["id"] == done["message_id"] and stored[1]["content"] == CITED_ANSWER
+    assert (stored[1]["grounded"], stored[3]["grounded"]) == (True, False)
+    assert len(fake_openai.chat_requests) == 1
+
+
+async def test_a_websocket_for_someone_elses_session_answers_not_found(
+    chat: ChatService, corpus: Corpus
+) -> None:
+    session = await chat.new_session(corpus.tenant_id, uuid.uuid4(), corpus.knowledge_base_id)
+    url = f"{chat.url.replace('http', 'ws')}/api/v1/sessions/{session['id']}/ws"
+    other = chat.headers(corpus.tenant_id, uuid.uuid4())
+    async with aconnect_ws(url, chat.client, headers=other) as ws:
+        (error,) = await ws_exchange(ws, DISTANCE_EDUCATION)
+    assert (error["type"], error["status"], error["code"]) == ("error", 404, "session_not_found")
+
+
+async def assert_partial_answer_stored_and_metered(
+    chat: ChatService, corpus: Corpus, user: uuid.UUID, session_id: str, received: str
+) -> None:
+    async def stored() -> dict[str, Any] | None:
+        messages = await chat.messages(corpus.tenant_id, user, session_id)
+        return messages[1] if len(messages) == 2 else None
+
+    answer = await eventually(stored, what="the partial answer stored")
+    assert (answer["complete"], answer["status"], answer["grounded"]) == (
+        False,
+        "incomplete",
+        True,
+    )
+    assert answer["content"].startswith(received)
+    assert len(answer["content"]) < len(LONG_ANSWER)  # generation stopped with the client
+    assert [c["number"] for c in answer["citations"]] == [1]
+
+    counted = TokenCounter().count_text(answer["content"], "gpt-4o-mini")
+    assert answer["usage"]["completion_tokens"] == counted
+    assert answer["usage"]["prompt_tokens"] > 0
+    events = {e["type"]: e["data"] for e in await outbox_events(chat)}
+    assert events["tokens.consumed"]["completion_tokens"] == counted
+    assert events["tokens.consumed"]["prompt_tokens"] == answer["usage"]["prompt_tokens"]
+    assert events["message.completed"]["complete"] is False
+
+
+async def test_a_client_leaving_mid_stream_stops_the_answer_and_its_part_is_metered(
+    chat: ChatService, corpus: Corpus, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply = LONG_ANSWER
+    fake_openai.token_delay = 0.05
+    user = uuid.uuid4()
+    session = await chat.new_session(corpus.tenant_id, user, corpus.knowledge_base_id)
+    received: list[str] = []
+    async with chat.client.stream(
+        "POST",
+        f"/api/v1/sessions/{session['id']}/messages",
+        json={"content": DISTANCE_EDUCATION, "stream": True},
+        headers=chat.headers(corpus.tenant_id, user),
+    ) as response:
+        async for kind, data in sse_events(response):
+            assert kind == "token"
+            received.append(data["text"])
+            if len(received) == 5:
+                break  # leaving the block hangs up
+    await assert_partial_answer_stored_and_metered(
+        chat, corpus, user, session["id"], "".join(received)
+    )
+
+
+async def test_a_websocket_closed_mid_answer_stores_and_meters_the_part(
+    chat: ChatService, corpus: Corpus, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply = LONG_ANSWER
+    fake_openai.token_delay = 0.05
+    user = uuid.uuid4()
+    session = await chat.new_session(corpus.tenant_id, user, corpus.knowledge_base_id)
+    url = f"{chat.url.replace('http', 'ws')}/api/v1/sessions/{session['id']}/ws"
+    received: list[str] = []
+    async with aconnect_ws(url, chat.client, headers=chat.headers(corpus.tenant_id, user)) as ws:
+        await ws.send_json({"content": DISTANCE_EDUCATION})
+        while len(received) < 5:
+            frame = await ws.receive_json()
+            assert frame["type"] == "token"
+            received.append(frame["text"])
+    await assert_partial_answer_stored_and_metered(
+        chat, corpus, user, session["id"], "".join(received)
+    )
+    prompt = fake_openai.chat_requests[0].body["messages"]
+    assert message_text(prompt[-1]) == DISTANCE_EDUCATION
