@@ -55,8 +55,9 @@ class Subscription(Base):
 
 
 class UsageBucket(Base):
-    """Tokens per tenant, user, model and kind, per UTC hour: serves the 24h / 7d / 30d windows
-    and the daily history. ``user_id`` is the nil UUID when no user spent them (a system job)."""
+    """Tokens per tenant, user and model, per UTC hour, one column per kind: serves the 24h /
+    7d / 30d windows and the daily history. ``user_id`` is the nil UUID when no user spent
+    them (a system job)."""
 
     __tablename__ = "usage_buckets"
 
@@ -64,8 +65,9 @@ class UsageBucket(Base):
     hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # prompt|completion|embedding
-    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    embedding_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     events: Mapped[int] = mapped_column(Integer, default=0)
 
 

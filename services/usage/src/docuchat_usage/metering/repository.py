@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert
@@ -14,80 +15,152 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from docuchat_usage.models import TenantPeriodUsage, UsageBucket, UsageDocument
 
 
-@dataclass(frozen=True)
-class BucketKey:
-    tenant_id: uuid.UUID
-    hour: datetime
-    user_id: uuid.UUID
-    model: str
-    kind: str
+@dataclass
+class BucketRows:
+    """Rows for ``usage_buckets``, column by column (what ``unnest`` takes). Ids are canonical
+    UUID strings; PostgreSQL parses them."""
+
+    tenants: list[str] = field(default_factory=list)
+    hours: list[datetime] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    prompt: list[int] = field(default_factory=list)
+    completion: list[int] = field(default_factory=list)
+    embedding: list[int] = field(default_factory=list)
+    events: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class PeriodKey:
-    tenant_id: uuid.UUID
-    period: str
-    starts_on: date
+@dataclass
+class PeriodRows:
+    """Rows for ``tenant_period_usage``, column by column."""
+
+    tenants: list[str] = field(default_factory=list)
+    periods: list[str] = field(default_factory=list)
+    starts: list[date] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+
+# One statement over arrays (unnest): one round trip and no per-row parameter work, whatever
+# the batch size. ``{where}`` may make it conditional.
+BUCKETS_UPSERT = """
+    INSERT INTO usage_buckets (
+        tenant_id, hour, user_id, model,
+        prompt_tokens, completion_tokens, embedding_tokens, events
+    )
+    SELECT * FROM unnest(
+        CAST(:b_tenants AS uuid[]), CAST(:b_hours AS timestamptz[]),
+        CAST(:b_users AS uuid[]), CAST(:b_models AS varchar[]),
+        CAST(:b_prompt AS bigint[]), CAST(:b_completion AS bigint[]),
+        CAST(:b_embedding AS bigint[]), CAST(:b_events AS int[])
+    ) {where}
+    ON CONFLICT (tenant_id, hour, user_id, model) DO UPDATE SET
+        prompt_tokens = usage_buckets.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = usage_buckets.completion_tokens + excluded.completion_tokens,
+        embedding_tokens = usage_buckets.embedding_tokens + excluded.embedding_tokens,
+        events = usage_buckets.events + excluded.events
+"""
+PERIODS_UPSERT = """
+    INSERT INTO tenant_period_usage (tenant_id, period, starts_on, tokens)
+    SELECT * FROM unnest(
+        CAST(:p_tenants AS uuid[]), CAST(:p_periods AS varchar[]),
+        CAST(:p_starts AS date[]), CAST(:p_tokens AS bigint[])
+    ) {where}
+    ON CONFLICT (tenant_id, period, starts_on) DO UPDATE SET
+        tokens = tenant_period_usage.tokens + excluded.tokens
+"""
+
+
+# Claim the events; only if none was claimed before, add the sums in the same statement (data-
+# modifying CTEs run once each, whatever the outer query reads). Returns the ids seen before.
+CLAIM_AND_ADD = """
+    WITH ids AS (
+        SELECT unnest(CAST(:ids AS uuid[])) AS id
+    ), claimed AS (
+        INSERT INTO processed_events (consumer, event_id, event_type)
+        SELECT :consumer, id, :event_type FROM ids
+        ON CONFLICT DO NOTHING
+        RETURNING event_id
+    ), all_new AS (
+        SELECT (SELECT count(*) FROM claimed) = (SELECT count(*) FROM ids) AS yes
+    ), buckets AS ({buckets}
+    ), periods AS ({periods}
+    )
+    SELECT CAST(id AS text) FROM (
+        SELECT id FROM ids EXCEPT ALL SELECT event_id FROM claimed
+    ) AS seen_before
+""".format(  # noqa: S608 - constants only, no input
+    buckets=BUCKETS_UPSERT.format(where="WHERE (SELECT yes FROM all_new)"),
+    periods=PERIODS_UPSERT.format(where="WHERE (SELECT yes FROM all_new)"),
+)
+
+
+def _bucket_params(rows: BucketRows) -> dict[str, Any]:
+    return {
+        "b_tenants": rows.tenants,
+        "b_hours": rows.hours,
+        "b_users": rows.users,
+        "b_models": rows.models,
+        "b_prompt": rows.prompt,
+        "b_completion": rows.completion,
+        "b_embedding": rows.embedding,
+        "b_events": rows.events,
+    }
+
+
+def _period_params(rows: PeriodRows) -> dict[str, Any]:
+    return {
+        "p_tenants": rows.tenants,
+        "p_periods": rows.periods,
+        "p_starts": rows.starts,
+        "p_tokens": rows.tokens,
+    }
+
+
+@dataclass
+class TokenSums:
+    """A batch of token events summed per hourly bucket and per day and month."""
+
+    buckets: BucketRows = field(default_factory=BucketRows)
+    periods: PeriodRows = field(default_factory=PeriodRows)
+
+    @property
+    def tenants(self) -> set[uuid.UUID]:
+        return {uuid.UUID(tenant) for tenant in set(self.periods.tenants)}
 
 
 class MeteringRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add_to_buckets(self, amounts: Iterable[tuple[BucketKey, int, int]]) -> None:
-        rows = list(amounts)
-        if not rows:
-            return
-        # One statement over arrays (unnest): one round trip and no per-row parameter work,
-        # whatever the batch size. Metering throughput is bound by this upsert.
-        await self.session.execute(
-            text(
-                """
-                INSERT INTO usage_buckets (tenant_id, hour, user_id, model, kind, tokens, events)
-                SELECT * FROM unnest(
-                    CAST(:tenants AS uuid[]), CAST(:hours AS timestamptz[]),
-                    CAST(:users AS uuid[]), CAST(:models AS varchar[]),
-                    CAST(:kinds AS varchar[]), CAST(:tokens AS bigint[]), CAST(:events AS int[])
-                )
-                ON CONFLICT (tenant_id, hour, user_id, model, kind) DO UPDATE SET
-                    tokens = usage_buckets.tokens + excluded.tokens,
-                    events = usage_buckets.events + excluded.events
-                """
-            ),
+    async def claim_and_add(
+        self, consumer: str, event_type: str, event_ids: Sequence[str], sums: TokenSums
+    ) -> set[str]:
+        """Claim the events for ``consumer`` (distinct canonical UUID strings) and, if none was
+        claimed before, add ``sums`` to the buckets and period totals: one statement, one round
+        trip. Returns the ids claimed before (usually none); when there are any, nothing was
+        added and the caller adds the sums of the new ones."""
+        if not event_ids:
+            return set()
+        buckets, periods = sums.buckets, sums.periods
+        rows = await self.session.execute(
+            text(CLAIM_AND_ADD),
             {
-                "tenants": [k.tenant_id for k, _, _ in rows],
-                "hours": [k.hour for k, _, _ in rows],
-                "users": [k.user_id for k, _, _ in rows],
-                "models": [k.model for k, _, _ in rows],
-                "kinds": [k.kind for k, _, _ in rows],
-                "tokens": [tokens for _, tokens, _ in rows],
-                "events": [events for _, _, events in rows],
+                "consumer": consumer,
+                "event_type": event_type,
+                "ids": event_ids,
+                **_bucket_params(buckets),
+                **_period_params(periods),
             },
         )
+        return set(rows.scalars())
 
-    async def add_to_periods(self, amounts: Iterable[tuple[PeriodKey, int]]) -> None:
-        rows = list(amounts)
-        if not rows:
-            return
-        await self.session.execute(
-            text(
-                """
-                INSERT INTO tenant_period_usage (tenant_id, period, starts_on, tokens)
-                SELECT * FROM unnest(
-                    CAST(:tenants AS uuid[]), CAST(:periods AS varchar[]),
-                    CAST(:starts AS date[]), CAST(:tokens AS bigint[])
-                )
-                ON CONFLICT (tenant_id, period, starts_on) DO UPDATE SET
-                    tokens = tenant_period_usage.tokens + excluded.tokens
-                """
-            ),
-            {
-                "tenants": [k.tenant_id for k, _ in rows],
-                "periods": [k.period for k, _ in rows],
-                "starts": [k.starts_on for k, _ in rows],
-                "tokens": [n for _, n in rows],
-            },
-        )
+    async def add_to_buckets(self, rows: BucketRows) -> None:
+        if rows.tenants:
+            await self.session.execute(text(BUCKETS_UPSERT.format(where="")), _bucket_params(rows))
+
+    async def add_to_periods(self, rows: PeriodRows) -> None:
+        if rows.tenants:
+            await self.session.execute(text(PERIODS_UPSERT.format(where="")), _period_params(rows))
 
     async def document_indexed(
         self, tenant_id: uuid.UUID, document_id: uuid.UUID, size_bytes: int

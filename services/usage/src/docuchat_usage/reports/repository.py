@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_usage.models import UsageBucket
 
+KINDS = ("prompt", "completion", "embedding")
+
 
 class ReportRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -21,19 +23,35 @@ class ReportRepository:
             select(
                 UsageBucket.model,
                 UsageBucket.user_id,
-                UsageBucket.kind,
-                func.sum(UsageBucket.tokens),
+                func.sum(UsageBucket.prompt_tokens),
+                func.sum(UsageBucket.completion_tokens),
+                func.sum(UsageBucket.embedding_tokens),
             )
             .where(UsageBucket.tenant_id == tenant_id, UsageBucket.hour >= since)
-            .group_by(UsageBucket.model, UsageBucket.user_id, UsageBucket.kind)
+            .group_by(UsageBucket.model, UsageBucket.user_id)
         )
-        return [(m, u, k, int(t)) for m, u, k, t in rows]
+        return [
+            (model, user, kind, int(tokens))
+            for model, user, *amounts in rows
+            for kind, tokens in zip(KINDS, amounts, strict=True)
+            if tokens
+        ]
 
     async def by_day(self, tenant_id: uuid.UUID, since: datetime) -> list[tuple[date, str, int]]:
         day = cast(func.timezone("UTC", UsageBucket.hour), Date)
         rows = await self.session.execute(
-            select(day, UsageBucket.kind, func.sum(UsageBucket.tokens))
+            select(
+                day,
+                func.sum(UsageBucket.prompt_tokens),
+                func.sum(UsageBucket.completion_tokens),
+                func.sum(UsageBucket.embedding_tokens),
+            )
             .where(UsageBucket.tenant_id == tenant_id, UsageBucket.hour >= since)
-            .group_by(day, UsageBucket.kind)
+            .group_by(day)
         )
-        return [(d, k, int(t)) for d, k, t in rows]
+        return [
+            (on, kind, int(tokens))
+            for on, *amounts in rows
+            for kind, tokens in zip(KINDS, amounts, strict=True)
+            if tokens
+        ]

@@ -1,0 +1,74 @@
+"""The metering hot path's view of ``tokens.consumed``: msgspec structs decoded straight from
+Kafka bytes.
+
+They mirror the catalog's ``TokensConsumed`` v1 (docuchat_common.events.catalog) but are
+stricter: every envelope field the metering needs must be present and of its exact JSON type,
+and ids must be canonical (lowercase, hyphenated) UUIDs. They stay strings: one string is one
+UUID, so they hash, compare and dedupe as such, and PostgreSQL parses them (building
+``uuid.UUID`` objects would cost more than the rest of the decoding).
+Whatever they refuse (another type or version, a lax but valid encoding, garbage) is not an
+error here: the caller hands it to the catalog's pydantic models, which decide as they always
+did (metered, skipped as unknown, or dead-lettered as malformed).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from docuchat_common.events.catalog import TokensConsumed
+
+CanonicalUuid = Annotated[
+    str, msgspec.Meta(pattern="^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\\Z")
+]
+
+
+class TokensConsumedPayload(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    user_id: CanonicalUuid | None = None
+    kind: Literal["chat", "embedding"]
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    embedding_tokens: int = 0
+    reference: str | None = None
+
+
+class TokensConsumedRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """One ``tokens.consumed`` v1 event; unknown fields (additive changes) are ignored."""
+
+    id: CanonicalUuid
+    type: Literal["tokens.consumed"]
+    version: Literal[1]
+    occurred_at: datetime
+    tenant_id: CanonicalUuid | None
+    source: str
+    correlation_id: str | None = None
+    data: TokensConsumedPayload
+
+    @classmethod
+    def from_event(cls, event: TokensConsumed) -> TokensConsumedRecord:
+        """The same event, validated by the catalog's pydantic model instead."""
+        data = event.data
+        return cls(
+            id=str(event.id),
+            type="tokens.consumed",
+            version=1,
+            occurred_at=event.occurred_at,
+            tenant_id=str(event.tenant_id) if event.tenant_id else None,
+            source=event.source,
+            correlation_id=event.correlation_id,
+            data=TokensConsumedPayload(
+                user_id=str(data.user_id) if data.user_id else None,
+                kind=data.kind,
+                model=data.model,
+                prompt_tokens=data.prompt_tokens,
+                completion_tokens=data.completion_tokens,
+                embedding_tokens=data.embedding_tokens,
+                reference=data.reference,
+            ),
+        )
+
+
+TOKENS_CONSUMED_DECODER = msgspec.json.Decoder(TokensConsumedRecord)
