@@ -6,7 +6,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen --extra embedded
 
-.PHONY: help uv install dev dev-split test test-fast lint fmt typecheck check docs bench clean
+.PHONY: help uv install dev dev-split test test-fast lint fmt typecheck check docs bench eval clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,9 @@ docs: install ## Export the AsyncAPI document and event JSON Schemas to docs/eve
 
 bench: install ## Run the benchmarks in bench/
 	@$(RUN) python -m bench
+
+eval: install ## Retrieval quality on SciFact through the search API (nDCG@10, recall@10, MRR)
+	@$(RUN) python -m bench.retrieval --quality-only $(EVAL_ARGS)
 
 clean: ## Remove the embedded stack's data and caches
 	rm -rf .docuchat .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Run every benchmark: ``make bench``."""
 
-from bench import auth, ingest, startup, usage, usage_lag
+from bench import auth, ingest, retrieval, startup, usage, usage_lag
 
 if __name__ == "__main__":
     startup.main()
@@ -8,3 +8,4 @@ if __name__ == "__main__":
     usage.main()
     usage_lag.main()
     ingest.main()
+    retrieval.main([])

@@ -1,0 +1,102 @@
+"""Search latency at 20,000+ chunks: the route through the gateway (forward-auth, the
+service's knowledge-base lookup, one query embedding, the hybrid query) against the bare
+in-process work (one query embedding with the same model + the same hybrid query on the same
+shard), query by query, interleaved so both see the same machine load.
+
+The shard belongs to the running service, so the bare side opens a copy of its directory
+(taken once indexing is over); both sides then hold identical points. Every query text is sent
+once per side, so the route's query-embedding cache never hits.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.retrieval.stack import Tenant
+from docuchat_ingest.embedding.minilm import MiniLMEmbedder
+from docuchat_ingest.embedding.sparse import SparseEncoder
+from docuchat_ingest.vectorstore.edge_store import QdrantEdgeStore
+
+TOP_K = 5  # a knowledge base's default top_k: what chat asks for
+WARMUP = 20
+
+
+@dataclass
+class LatencyReport:
+    chunks: int
+    queries: int
+    route_ms: list[float]
+    bare_ms: list[float]
+    cached_route_ms: list[float]
+
+    @staticmethod
+    def pct(values: Sequence[float], q: float) -> float:
+        return float(np.percentile(np.asarray(values), q))
+
+    def lines(self) -> list[str]:
+        p50_route, p50_bare = self.pct(self.route_ms, 50), self.pct(self.bare_ms, 50)
+        return [
+            f"{self.chunks} chunks in the searched knowledge base, {self.queries} queries each",
+            f"route via gateway  p50 {p50_route:6.1f} ms   p99 {self.pct(self.route_ms, 99):6.1f}"
+            " ms",
+            f"bare in-process    p50 {p50_bare:6.1f} ms   p99 {self.pct(self.bare_ms, 99):6.1f} ms"
+            "   (query embedding + hybrid query)",
+            f"API adds at p50    {p50_route - p50_bare:6.1f} ms   (goal <= 10 ms)",
+            f"route, repeated question (embedding cached)  p50 "
+            f"{self.pct(self.cached_route_ms, 50):6.1f} ms   p99 "
+            f"{self.pct(self.cached_route_ms, 99):6.1f} ms",
+        ]
+
+
+async def measure(
+    tenant: Tenant,
+    kb_id: str,
+    shard_dir: Path,
+    copy_dir: Path,
+    queries: Sequence[str],
+) -> LatencyReport:
+    shutil.copytree(shard_dir, copy_dir)
+    store = QdrantEdgeStore(copy_dir)
+    await store.ensure_collection()
+    embedder = MiniLMEmbedder()
+    sparse = SparseEncoder()
+    tenant_id, kb = uuid.UUID(tenant.id), uuid.UUID(kb_id)
+    chunks = await store.count(tenant_id, kb)
+
+    async def bare(query: str) -> float:
+        started = time.perf_counter()
+        dense = (await embedder.embed([query])).vectors[0]
+        await store.search_hybrid(tenant_id, kb, dense, sparse.encode_query(query), TOP_K)
+        return (time.perf_counter() - started) * 1000
+
+    async def route(query: str) -> float:
+        started = time.perf_counter()
+        hits = await tenant.search(kb_id, query, TOP_K)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert len(hits) == TOP_K
+        return elapsed
+
+    try:
+        for query in queries[:WARMUP]:
+            await route(query + " (warm-up)")
+            await bare(query + " (warm-up)")
+        route_ms, bare_ms = [], []
+        for i, query in enumerate(queries[WARMUP:]):
+            # alternate which side goes first, so neither always follows the other
+            if i % 2:
+                route_ms.append(await route(query))
+                bare_ms.append(await bare(query))
+            else:
+                bare_ms.append(await bare(query))
+                route_ms.append(await route(query))
+        cached = [await route(q) for q in queries[WARMUP:]]
+    finally:
+        await store.close()
+    return LatencyReport(chunks, len(route_ms), route_ms, bare_ms, cached)

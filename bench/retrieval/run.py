@@ -1,0 +1,91 @@
+"""Retrieval benchmarks on the embedded stack, in one run: quality on a BEIR data set (SciFact
+by default) through the API in three modes, then search latency at 20,000+ chunks.
+
+    .venv/bin/python -m bench.retrieval                 # both (make eval runs --quality-only)
+    .venv/bin/python -m bench.retrieval --quality-only --limit 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from bench.retrieval import latency, quality
+from bench.retrieval.beir import SCIFACT, Dataset, load
+from bench.retrieval.stack import Tenant, running_stack
+from docuchat.stack import DevStack
+
+DOCS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "docs"
+TYPES = {".pdf", ".docx", ".md", ".txt"}
+# The latency knowledge base: the corpus again in 100-wordpiece chunks, plus the corpus's
+# documents, so that one knowledge base holds over 20,000 chunks.
+LATENCY_CHUNKS = {"chunk_size": 100, "chunk_overlap": 20}
+
+
+def corpus_files() -> list[Path]:
+    """The corpus's readable documents (not the encrypted or malformed ones)."""
+    return sorted(
+        p
+        for p in DOCS.rglob("*")
+        if p.suffix in TYPES and not {"encrypted", "malformed"} & set(p.parts)
+    )
+
+
+def subset(dataset: Dataset, limit: int | None) -> Dataset:
+    """The first ``limit`` judged queries and a corpus holding their relevant documents plus
+    distractors up to ``limit`` records (for quick runs)."""
+    if not limit:
+        return dataset
+    queries = dict(list(dataset.queries.items())[:limit])
+    qrels = {q: dataset.qrels[q] for q in queries}
+    wanted = {d for rel in qrels.values() for d in rel}
+    corpus = [r for r in dataset.corpus if r.id in wanted]
+    rest = [r for r in dataset.corpus if r.id not in wanted]
+    corpus += random.Random(0).sample(rest, max(0, min(len(rest), limit - len(corpus))))
+    return Dataset(corpus, queries, qrels)
+
+
+async def run(stack: DevStack, dataset: Dataset, *, quality_only: bool) -> list[str]:
+    lines: list[str] = []
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=120) as client:
+        tenant = await Tenant.register(client)
+        kb_id, failed, seconds = await quality.ingest(tenant, dataset, "BEIR")
+        scores = await quality.evaluate(tenant, kb_id, dataset)
+        report = quality.QualityReport(len(dataset.corpus), failed, seconds, scores)
+        lines += ["", "== retrieval quality (through the search API) ==", *report.lines()]
+        print("\n".join(lines), flush=True)
+        if quality_only:
+            return lines
+        big = await tenant.knowledge_base("latency", **LATENCY_CHUNKS)
+        await tenant.upload(big, dataset.corpus)
+        await tenant.upload_files(big, corpus_files())
+        await tenant.wait_indexed(big)
+        queries = [*dataset.queries.values()]
+        with tempfile.TemporaryDirectory() as copy:
+            result = await latency.measure(
+                tenant, big, stack.data_dir / "vectors", Path(copy) / "shard", queries
+            )
+        lat = ["", "== search latency ==", *result.lines()]
+        print("\n".join(lat), flush=True)
+        return lines + lat
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.retrieval")
+    parser.add_argument("--dataset", type=Path, default=SCIFACT, help="a BEIR data set folder")
+    parser.add_argument("--split", default="train", help="qrels split (qrels/<split>.tsv)")
+    parser.add_argument("--limit", type=int, default=None, help="queries (and records) to use")
+    parser.add_argument("--quality-only", action="store_true", help="skip the latency part")
+    args = parser.parse_args(argv)
+    dataset = subset(load(args.dataset, args.split), args.limit)
+    with running_stack() as stack:
+        asyncio.run(run(stack, dataset, quality_only=args.quality_only))
+
+
+if __name__ == "__main__":
+    main()

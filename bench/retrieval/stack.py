@@ -1,0 +1,171 @@
+"""The product on the embedded stack for the retrieval benchmarks: an owner on the enterprise
+plan, BEIR records uploaded as TXT documents through the gateway, searches through it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.retrieval.beir import Record
+from docuchat.devstack import free_port
+from docuchat.stack import DevStack, StackConfig
+
+KB = "/api/v1/knowledge-bases"
+UPLOADS_IN_FLIGHT = 8
+
+
+@contextlib.contextmanager
+def running_stack(data_dir: Path | None = None) -> Iterator[DevStack]:
+    """An all-in-one stack on free ports in a temporary directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = DevStack(
+            StackConfig(
+                data_dir=data_dir or Path(tmp),
+                gateway_port=free_port(),
+                postgres_port=None,
+                kafka_port=None,
+                base_service_port=0,
+                ready_timeout=180,
+            )
+        )
+        stack.start()  # synchronous: the supervisor owns its children from this thread
+        try:
+            yield stack
+        finally:
+            stack.stop()
+
+
+@dataclass
+class Tenant:
+    client: httpx.AsyncClient
+    headers: dict[str, str]
+    id: str
+    # document id -> the corpus ids uploaded as it (a duplicate upload maps to the first)
+    corpus_ids: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    async def register(cls, client: httpx.AsyncClient) -> Tenant:
+        owner = (
+            await client.post(
+                "/api/v1/auth/register",
+                json={
+                    "email": f"bench-{uuid.uuid4().hex[:6]}@example.com",
+                    "password": "correct horse battery staple",
+                    "tenant_name": "Retrieval bench",
+                },
+            )
+        ).json()
+        headers = {"Authorization": f"Bearer {owner['access_token']}"}
+        # No plan limits in the way of a benchmark (tenant.created reaches usage first).
+        for _ in range(300):
+            plan = await client.put(
+                "/api/v1/usage/plan", json={"plan": "enterprise"}, headers=headers
+            )
+            if plan.status_code == 200:
+                break
+            await asyncio.sleep(0.2)
+        # An API key outlives the 15-minute access token over a long ingestion.
+        key = await client.post(
+            "/api/v1/api-keys", json={"name": "bench", "scopes": ["read", "write"]}, headers=headers
+        )
+        key.raise_for_status()
+        return cls(client, {"Authorization": f"Bearer {key.json()['key']}"}, owner["tenant"]["id"])
+
+    async def knowledge_base(self, name: str, **settings: Any) -> str:
+        body: dict[str, Any] = {"name": name}
+        if settings:
+            body["settings"] = settings
+        created = await self.client.post(KB, json=body, headers=self.headers)
+        created.raise_for_status()
+        kb_id: str = created.json()["id"]
+        return kb_id
+
+    async def upload(self, kb_id: str, records: Sequence[Record]) -> None:
+        """Every record as a TXT document (title line + text), a few uploads in flight."""
+        queue: asyncio.Queue[Record] = asyncio.Queue()
+        for record in records:
+            queue.put_nowait(record)
+
+        async def uploader() -> None:
+            while not queue.empty():
+                record = queue.get_nowait()
+                while True:
+                    r = await self.client.post(
+                        f"{KB}/{kb_id}/documents",
+                        files={"file": (f"{record.id}.txt", record.body.encode(), "text/plain")},
+                        headers=self.headers,
+                    )
+                    if r.status_code == 429:
+                        await asyncio.sleep(float(r.headers.get("retry-after", "1")))
+                        continue
+                    r.raise_for_status()
+                    self.corpus_ids.setdefault(r.json()["id"], []).append(record.id)
+                    break
+
+        await asyncio.gather(*(uploader() for _ in range(UPLOADS_IN_FLIGHT)))
+
+    async def upload_files(self, kb_id: str, paths: Sequence[Path]) -> int:
+        """Files as they are (the service detects their type); how many were accepted."""
+        accepted = 0
+        for path in paths:
+            r = await self.client.post(
+                f"{KB}/{kb_id}/documents",
+                files={"file": (path.name, path.read_bytes(), "application/octet-stream")},
+                headers=self.headers,
+            )
+            accepted += r.status_code in (200, 202)
+        return accepted
+
+    async def wait_indexed(self, kb_id: str) -> int:
+        """Until nothing in the knowledge base is queued or processing (an hour at most);
+        how many failed."""
+        for _ in range(1800):
+            pending = 0
+            for status in ("queued", "processing"):
+                r = await self.client.get(
+                    f"{KB}/{kb_id}/documents",
+                    params={"status": status, "limit": 1},
+                    headers=self.headers,
+                )
+                r.raise_for_status()
+                pending += len(r.json()["items"])
+            if not pending:
+                failed = await self.client.get(
+                    f"{KB}/{kb_id}/documents",
+                    params={"status": "failed", "limit": 100},
+                    headers=self.headers,
+                )
+                return len(failed.json()["items"])
+            await asyncio.sleep(2)
+        raise TimeoutError("documents still pending")
+
+    async def search(
+        self, kb_id: str, query: str, top_k: int, mode: str = "hybrid"
+    ) -> list[dict[str, Any]]:
+        while True:
+            r = await self.client.post(
+                f"{KB}/{kb_id}/search",
+                params={"mode": mode},
+                json={"query": query, "top_k": top_k},
+                headers=self.headers,
+            )
+            if r.status_code == 429:
+                await asyncio.sleep(float(r.headers.get("retry-after", "1")))
+                continue
+            r.raise_for_status()
+            hits: list[dict[str, Any]] = r.json()["hits"]
+            return hits
+
+    def ranked_corpus_ids(self, hits: Sequence[dict[str, Any]]) -> list[str]:
+        ranked: list[str] = []
+        for hit in hits:
+            ranked += self.corpus_ids.get(hit["document_id"], [])
+        return list(dict.fromkeys(ranked))
