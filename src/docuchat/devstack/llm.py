@@ -9,9 +9,11 @@ OpenAI-compatible ``/v1`` API, so chat talks to it through its ordinary OpenAI a
 It runs as a child process (``python -m docuchat.devstack.llm``) supervised like the other
 parts of the stack: ready when ``GET /v1/models`` answers 200, stopped with SIGTERM.
 
-On a 2-core machine under load the Q4_1 model reads ~40 prompt tokens/s and writes ~3-5 tokens/s
-(measured), so a question with five passages takes tens of seconds before its first token:
-:data:`DEV_CHAT_ENV` gives chat longer timeouts for it. Faster CPUs are much quicker.
+The prebuilt CPU wheel is compiled for compatibility, not speed: on the shared 2-core machine
+this was written on, the Q4_1 model read ~40 prompt tokens/s and wrote 1-5 tokens/s depending on
+load, so a question with five passages waited tens of seconds for its first token.
+:data:`DEV_CHAT_ENV` gives chat timeouts and an answer length for that; ``docuchat dev --no-llm``
+answers extractively (instantly, no model) instead.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ __all__ = [
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2-135m-instruct"
-# What chat needs to wait for a slow local model (see the module docstring).
+# What chat needs for a slow local model (see the module docstring): time to read a long prompt
+# before the first token, and shorter answers (a 135M model rambles past a paragraph anyway).
 DEV_CHAT_ENV = {
     "DOCUCHAT_CHAT_LLM_TIMEOUT_SECONDS": "180",
     "DOCUCHAT_CHAT_LLM_RETRY_BUDGET_SECONDS": "240",
     "DOCUCHAT_CHAT_LLM_MAX_RETRIES": "1",
+    "DOCUCHAT_CHAT_MAX_ANSWER_TOKENS": "200",
 }
 
 

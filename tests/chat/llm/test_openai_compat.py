@@ -95,7 +95,35 @@ async def test_complete_returns_the_whole_answer(
     assert completion.finish_reason == "stop"
     assert completion.usage.completion_tokens == count_tokens(CITED_ANSWER)
     assert completion.usage.reported
-    assert fake_openai.chat_requests[0].body.get("stream") in (None, False)
+    assert fake_openai.chat_requests[0].body["stream"] is True  # see the next test
+
+
+async def test_a_long_steady_answer_is_not_a_timeout(
+    fake_openai: FakeOpenAI, make_registry: MakeRegistry
+) -> None:
+    # The read timeout bounds the silence between tokens, not the whole answer: a slow model
+    # writing a long answer completes, streamed or not.
+    policy = dataclasses.replace(FAST_POLICY, read_timeout=0.3, budget=0.6)
+    provider = make_registry(policy).provider(openai_config(fake_openai))
+    fake_openai.reply = " ".join(["slow"] * 12)
+    fake_openai.token_delay = 0.1  # 1.2 s in all, twice the budget
+
+    completion = await provider.complete(QUESTION)
+    text, _ = await drain(provider.stream(QUESTION))
+
+    assert completion.text == text == fake_openai.reply
+    assert len(fake_openai.chat_requests) == 2
+
+
+async def test_complete_reports_a_length_cut(
+    fake_openai: FakeOpenAI, provider: LLMProvider
+) -> None:
+    fake_openai.reply = " ".join(["word"] * 100)
+
+    completion = await provider.complete(dataclasses.replace(QUESTION, max_tokens=5))
+
+    assert completion.finish_reason == "length"
+    assert completion.text == "word word word word word "
 
 
 # -- retries -------------------------------------------------------------------------------------

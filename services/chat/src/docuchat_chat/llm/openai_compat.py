@@ -7,7 +7,9 @@ Retry-After), while a chat request must answer or fail within ``budget`` seconds
 timeouts are capped by what is left of it. Waits are full-jitter exponential
 (``wait_random_exponential``), or the provider's Retry-After when it sends one. Only the start of
 a call is retried: for a stream, everything up to the first text delta; once a delta has been
-yielded, a failure is raised, never replayed.
+yielded, a failure is raised, never replayed. ``complete()`` streams too and joins the deltas,
+so its timeouts also bound the silence between tokens, not the whole answer, and streamed and
+whole answers behave alike.
 
 Failures map to :class:`ProviderError`:
 
@@ -30,9 +32,10 @@ for everyone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -263,47 +266,55 @@ class OpenAICompatProvider:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[str | Usage]:
+    def stream(self, request: LLMRequest) -> AsyncIterator[str | Usage]:
+        return self._stream(request, [None])
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        """The streamed answer joined: the same retries, and timeouts that bound the silence
+        between tokens rather than the whole answer (a slow local model may take minutes)."""
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish: list[str | None] = [None]
+        async with contextlib.aclosing(self._stream(request, finish)) as items:
+            async for item in items:
+                if isinstance(item, Usage):
+                    usage = item
+                else:
+                    parts.append(item)
+        assert usage is not None  # _stream always ends with one
+        return Completion("".join(parts), usage, finish[0])
+
+    async def _stream(
+        self, request: LLMRequest, finish: list[str | None]
+    ) -> AsyncGenerator[str | Usage, None]:
+        """Text deltas then one Usage; ``finish[0]`` receives the finish reason."""
         opened = await self._call(lambda timeout: self._open_stream(request, timeout))
         parts: list[str] = []
         usage: Usage | None = None
+
+        def take(chunk: ChatCompletionChunk) -> list[str]:
+            nonlocal usage
+            usage = self._usage(chunk) or usage
+            for choice in chunk.choices:
+                finish[0] = choice.finish_reason or finish[0]
+            texts = self._texts(chunk)
+            parts.extend(texts)
+            return texts
+
         try:
             for early in opened.head:
-                for text in self._texts(early):
-                    parts.append(text)
+                for text in take(early):
                     yield text
-                usage = self._usage(early) or usage
             try:
                 while (chunk := await _next(opened.stream)) is not None:
-                    for text in self._texts(chunk):
-                        parts.append(text)
+                    for text in take(chunk):
                         yield text
-                    usage = self._usage(chunk) or usage
             except openai.OpenAIError as exc:  # after deltas went out: report, never replay
                 raise provider_error(exc) from exc
         finally:
             # Closing the response drops the connection, which stops generation upstream.
             await opened.stream.close()
         yield usage or self._counter.usage(request.messages, "".join(parts), self._model)
-
-    async def complete(self, request: LLMRequest) -> Completion:
-        response = await self._call(
-            lambda timeout: self._client.chat.completions.create(
-                model=self._model,
-                messages=_messages(request.messages),
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                timeout=timeout,
-            )
-        )
-        choice = response.choices[0] if response.choices else None
-        text = (choice.message.content if choice else None) or ""
-        usage = (
-            Usage(response.usage.prompt_tokens, response.usage.completion_tokens)
-            if response.usage is not None
-            else self._counter.usage(request.messages, text, self._model)
-        )
-        return Completion(text, usage, choice.finish_reason if choice else None)
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -345,11 +356,16 @@ class OpenAICompatProvider:
                 ):
                     with attempt_state:
                         remaining = max(0.001, deadline - time.monotonic())
+                        # The HTTP timeouts outlive this attempt (they bound the silences of
+                        # the whole stream); the budget bounds the attempt itself.
                         timeout = httpx2.Timeout(
-                            min(policy.read_timeout, remaining),
-                            connect=min(policy.connect_timeout, remaining),
+                            policy.read_timeout, connect=min(policy.connect_timeout, remaining)
                         )
-                        return await attempt(timeout)
+                        try:
+                            async with asyncio.timeout(remaining):
+                                return await attempt(timeout)
+                        except TimeoutError as exc:  # only asyncio.timeout raises it bare
+                            raise _timed_out() from exc
             except openai.OpenAIError as exc:
                 raise provider_error(exc) from exc
             raise AssertionError("unreachable: tenacity reraises the last failure")
