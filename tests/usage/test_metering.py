@@ -250,3 +250,28 @@ async def test_documents_and_storage_count_indexed_documents_once(usage: UsageSe
         )
 
     assert await eventually(documents, what="one document of 1200 bytes")
+
+
+async def test_a_redelivery_in_a_later_batch_and_other_encodings_are_metered_once(
+    usage: UsageService,
+) -> None:
+    tenant = uuid.uuid4()
+    events = [chat_tokens(tenant, None, 10, 1) for _ in range(3)]
+    await usage.publish(tenant_created(tenant), *events)
+    await summary_when(usage, tenant, 33)
+
+    # The same events again, after they were committed: a later batch, dropped by the claim.
+    # Beside them, an event the fast decoder refuses but the catalog accepts (another spelling
+    # of its UUIDs), which is metered, and a newer version of the event, which is skipped.
+    respelled = chat_tokens(tenant, None, 100, 0).to_json_dict()
+    respelled["id"] = respelled["id"].upper()
+    respelled["tenant_id"] = respelled["tenant_id"].upper()
+    newer = {**chat_tokens(tenant, None, 5000, 0).to_json_dict(), "version": 2}
+    await usage.publish(*events)
+    for value in (respelled, newer):  # keyed by the tenant: one partition, in order
+        await usage.producer.send_and_wait(
+            "docuchat.tokens", json.dumps(value).encode(), key=str(tenant).encode()
+        )
+    await usage.publish(chat_tokens(tenant, None, 1, 0))  # after them all on that partition
+    body = await summary_when(usage, tenant, 134)
+    assert body["tokens"] == {"prompt": 131, "completion": 3, "embedding": 0, "total": 134}

@@ -8,11 +8,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import SkipValidation, TypeAdapter, ValidationError
+from pydantic import SkipValidation, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
@@ -28,7 +27,7 @@ from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_ERRORS, CONSUMER_LATENCY, CONSUMER_MESSAGES
 from docuchat_common.service import ServiceRuntime
 from docuchat_usage.metering.repository import MeteringRepository, TokenSums
-from docuchat_usage.metering.schemas import TOKENS_CONSUMED_DECODER, TokensConsumedRecord
+from docuchat_usage.metering.schemas import TokensConsumedRecord, decode_tokens_consumed
 from docuchat_usage.metering.service import MeteringService, TokenTally, sum_tokens
 from docuchat_usage.quotas.service import QuotaService
 
@@ -93,8 +92,6 @@ class TokensConsumer:
         self.max_records = max_records
         self.consumer = TOKENS_GROUP  # claims are per logical consumer, whatever the group
         self.group = runtime.consumers.group_prefix + TOKENS_GROUP
-        # The catalog decides what the fast struct does not take (as subscribe_batch does).
-        self.catalog: TypeAdapter[Any] = TypeAdapter(event_union(TokensConsumed))
         self.in_flight: asyncio.Task[None] | None = None
         self.stopping = False
 
@@ -179,12 +176,13 @@ class TokensConsumer:
                 # The transaction in flight reads its replies and sends its next statement.
                 await asyncio.sleep(0)
             try:
-                event = TOKENS_CONSUMED_DECODER.decode(record.value)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                slow = await self.decode_with_catalog(record)
-                if slow is None:
-                    continue
-                event = slow
+                event = decode_tokens_consumed(record.value)
+            except ValidationError as exc:
+                await self._dead_letter(record, exc, attempts=1)
+                continue
+            if event is None:
+                self._count("ignored")
+                continue
             if event.id in batch:
                 redelivered += 1
                 continue
@@ -192,21 +190,6 @@ class TokensConsumer:
             tally.add(event)
         self._count("duplicate", redelivered)
         return batch, tally
-
-    async def decode_with_catalog(
-        self, record: ConsumerRecord[Any, Any]
-    ) -> TokensConsumedRecord | None:
-        """The safe way, for what the struct refused: metered if the catalog's model accepts
-        it, skipped if it is another type or version, dead-lettered if it is malformed."""
-        try:
-            event = self.catalog.validate_json(record.value or b"")
-        except ValidationError as exc:
-            await self._dead_letter(record, exc, attempts=1)
-            return None
-        if not isinstance(event, TokensConsumed):
-            self._count("ignored")
-            return None
-        return TokensConsumedRecord.from_event(event)
 
     async def commit(
         self,

@@ -14,11 +14,12 @@ did (metered, skipped as unknown, or dead-lettered as malformed).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from pydantic import TypeAdapter
 
-from docuchat_common.events.catalog import TokensConsumed
+from docuchat_common.events.catalog import TokensConsumed, event_union
 
 CanonicalUuid = Annotated[
     str, msgspec.Meta(pattern="^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\\Z")
@@ -72,3 +73,17 @@ class TokensConsumedRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
 
 
 TOKENS_CONSUMED_DECODER = msgspec.json.Decoder(TokensConsumedRecord)
+# What decides when the struct refuses, exactly as the shared consumers do.
+CATALOG: TypeAdapter[Any] = TypeAdapter(event_union(TokensConsumed))
+
+
+def decode_tokens_consumed(value: bytes | None) -> TokensConsumedRecord | None:
+    """A message from the tokens topic: the event, or None for another event type or version
+    (skipped). Raises pydantic's ``ValidationError`` for a malformed one (dead-lettered)."""
+    if value is not None:
+        try:
+            return TOKENS_CONSUMED_DECODER.decode(value)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+    event = CATALOG.validate_json(value or b"")
+    return TokensConsumedRecord.from_event(event) if isinstance(event, TokensConsumed) else None
