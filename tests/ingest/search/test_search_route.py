@@ -117,3 +117,28 @@ async def test_odd_queries_get_clear_answers(ingest_all: IngestService) -> None:
     assert len((await search(ingest_all, tenant, kb_id, "alpha", top_k=50)).json()["hits"]) >= 1
     bad_mode = await search(ingest_all, tenant, kb_id, "alpha", mode="magic")
     assert bad_mode.status_code == 422
+
+
+async def test_api_keys_for_reading_or_chatting_may_search(ingest_all: IngestService) -> None:
+    tenant = uuid.uuid4()
+    kb_id = await make_kb(ingest_all, tenant)
+
+    def api_key(*scopes: str) -> dict[str, str]:
+        claims = {
+            "sub": str(uuid.uuid4()),
+            "tid": str(tenant),
+            "role": "member",
+            "scopes": list(scopes),
+            "via": "api_key",
+        }
+        token = ingest_all.signer.keys.sign(claims, audience="docuchat", ttl_seconds=300)
+        return {"Authorization": f"Bearer {token}"}
+
+    url = f"/api/v1/knowledge-bases/{kb_id}/search"
+    for scopes, status in ((("chat",), 200), (("read",), 200), (("write",), 403)):
+        answer = await ingest_all.client.post(
+            url, json={"query": "anything"}, headers=api_key(*scopes)
+        )
+        assert answer.status_code == status, (scopes, answer.text)
+    answer = await ingest_all.client.post(url, json={"query": "anything"})
+    assert answer.status_code == 401

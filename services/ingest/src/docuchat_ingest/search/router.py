@@ -5,7 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from docuchat_common.identity import Identity, require
+from docuchat_common.errors import Forbidden
+from docuchat_common.identity import CurrentIdentity, Identity
 from docuchat_common.service import DbSession, runtime_of
 from docuchat_ingest.knowledge_bases.repository import KnowledgeBaseRepository
 from docuchat_ingest.search.schemas import SearchIn, SearchMode, SearchOut
@@ -13,14 +14,23 @@ from docuchat_ingest.search.service import Retrieval, SearchService
 
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["search"])
 
-Reader = Annotated[Identity, Depends(require(scope="read"))]
+
+async def _searcher(identity: CurrentIdentity) -> Identity:
+    """Reading the documents, or chatting about them: chat retrieves with its caller's
+    identity, so an API key made for chat only may search too."""
+    if identity.via == "api_key" and not (identity.has_scope("read") or identity.has_scope("chat")):
+        raise Forbidden("API key lacks the 'read' or 'chat' scope", code="insufficient_scope")
+    return identity
+
+
+Searcher = Annotated[Identity, Depends(_searcher)]
 
 
 @router.post("/{kb_id}/search", response_model=SearchOut)
 async def search(
     kb_id: uuid.UUID,
     body: SearchIn,
-    identity: Reader,
+    identity: Searcher,
     *,
     request: Request,
     session: DbSession,
