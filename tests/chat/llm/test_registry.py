@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+
 from pydantic import SecretStr
 
 from docuchat_chat.llm.extractive import ExtractiveProvider
 from docuchat_chat.llm.openai_compat import OpenAICompatProvider
 from docuchat_chat.llm.port import LLMProvider, ProviderConfig
+from docuchat_chat.llm.registry import ProviderRegistry
+from docuchat_chat.llm.tokens import TokenCounter
+from docuchat_chat.settings import ChatSettings
 from tests.chat.llm.conftest import MakeRegistry
 from tests.chat.llm.support import QUESTION, openai_config
 from tests.fakes import CITED_ANSWER, FakeOpenAI
@@ -80,3 +85,23 @@ async def test_warming_loads_the_encodings_before_the_first_question(
     await registry.warm()
 
     assert {"gpt-4o-mini", "extractive"} <= registry.token_counter.loaded_models
+
+
+async def test_the_least_recently_used_client_is_dropped_and_the_pool_stays_open(
+    fake_openai: FakeOpenAI, token_counter: TokenCounter
+) -> None:
+    registry = ProviderRegistry(ChatSettings(), token_counter=token_counter, max_clients=2)
+    try:
+        first = registry.client(fake_openai.base_url, "sk-1")
+        second = registry.client(fake_openai.base_url, "sk-2")
+        assert registry.client(fake_openai.base_url, "sk-1") is first  # now the most recent
+        registry.client(fake_openai.base_url, "sk-3")  # drops sk-2
+
+        assert registry.client(fake_openai.base_url, "sk-1") is first
+        assert registry.client(fake_openai.base_url, "sk-2") is not second
+        del second  # a dropped client going away must not close the shared pool
+        gc.collect()
+        completion = await registry.provider(openai_config(fake_openai, "sk-1")).complete(QUESTION)
+        assert completion.text == CITED_ANSWER
+    finally:
+        await registry.aclose()

@@ -8,6 +8,7 @@ base URL, shared by every key that calls it; one token counter.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import httpx2
@@ -37,6 +38,7 @@ class ProviderRegistry:
         token_counter: TokenCounter | None = None,
         policy: RetryPolicy | None = None,
         max_connections: int = 200,
+        max_clients: int = 1024,
     ) -> None:
         self.settings = settings
         self.token_counter = token_counter or TokenCounter()
@@ -52,7 +54,10 @@ class ProviderRegistry:
         )
         self._max_connections = max_connections
         self._http: httpx2.AsyncClient | None = None
-        self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
+        # Least recently used last out: a rotated BYOK key's client is dropped, not kept forever.
+        # Dropping is enough (never close() one: it would close the shared pool).
+        self._clients: OrderedDict[tuple[str, str], AsyncOpenAI] = OrderedDict()
+        self._max_clients = max_clients
         self._extractive = ExtractiveProvider(self.token_counter)
 
     def default_config(self) -> ProviderConfig:
@@ -89,7 +94,9 @@ class ProviderRegistry:
 
         key = ((base_url or OPENAI_BASE_URL).rstrip("/"), api_key or _NO_KEY)
         client = self._clients.get(key)
-        if client is None:
+        if client is not None:
+            self._clients.move_to_end(key)
+        else:
             if self._http is None:
                 self._http = DefaultAsyncHttpxClient(
                     limits=httpx2.Limits(
@@ -104,6 +111,8 @@ class ProviderRegistry:
                 http_client=self._http,
             )
             self._clients[key] = client
+            if len(self._clients) > self._max_clients:
+                self._clients.popitem(last=False)
         return client
 
     async def aclose(self) -> None:
