@@ -289,9 +289,27 @@ async def test_the_breaker_opens_after_consecutive_failures_fails_fast_then_reco
     assert len(fake_openai.chat_requests) == 2  # the open breaker sent nothing
 
     await asyncio.sleep(fast.retry_after + 0.05)  # the cool-down the error announced
-    text, _ = await drain(provider.stream(QUESTION))  # half-open: one call goes through
+    fake_openai.fail(500)
+    assert (await fails(provider)).code == "llm_error"  # half-open: one failure re-opens it
+    assert await registry.breakers.state(fake_openai.base_url) == "opened"
+    assert (await fails(provider)).code == "llm_unavailable"
+    assert len(fake_openai.chat_requests) == 3
+
+    await asyncio.sleep(0.55)
+    text, _ = await drain(provider.stream(QUESTION))  # half-open: a success closes it
     assert text == CITED_ANSWER
     assert await registry.breakers.state(fake_openai.base_url) == "closed"
+
+
+async def test_concurrent_streams_share_the_pool(
+    fake_openai: FakeOpenAI, provider: LLMProvider
+) -> None:
+    fake_openai.token_delay = 0.01
+
+    answers = await asyncio.gather(*(drain(provider.stream(QUESTION)) for _ in range(64)))
+
+    assert {text for text, _ in answers} == {CITED_ANSWER}
+    assert len(fake_openai.chat_requests) == 64
 
 
 async def test_rejected_keys_do_not_open_the_breaker_for_other_tenants(
