@@ -6,7 +6,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen --extra embedded
 
-.PHONY: help uv install dev dev-split test test-fast lint fmt typecheck check docs bench eval clean
+.PHONY: help uv install dev dev-split test test-fast lint fmt typecheck check docs bench eval deploy-tools clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,10 +23,13 @@ dev: install ## Run everything on the embedded stack: gateway on http://localhos
 dev-split: install ## The same, one process per target
 	@$(RUN) docuchat dev --split
 
-test: install ## Run the whole test suite (embedded Postgres, tansu, Traefik; no Docker needed)
+deploy-tools: install ## Install the offline deployment validators (kubectl, CRD schemas) into .cache/
+	@$(RUN) python -m tests.deploy.tools
+
+test: install deploy-tools ## Run the whole test suite (embedded Postgres, tansu, Traefik; no Docker needed)
 	@$(RUN) pytest
 
-test-fast: install ## Tests without the end-to-end stack
+test-fast: install deploy-tools ## Tests without the end-to-end stack
 	@$(RUN) pytest --ignore=tests/e2e
 
 lint: install ## ruff lint + format check, mypy

@@ -34,8 +34,8 @@ class ComposeError(ValueError):
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines of an env file (comments and blank lines skipped, quotes removed)."""
     values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
+    for raw_line in path.read_text().splitlines():
+        line = raw_line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, value = line.split("=", 1)
@@ -138,14 +138,16 @@ def reference_errors(
                 continue
             condition = (spec or {}).get("condition", "service_started")
             if condition == "service_healthy" and not services[dep].get("healthcheck"):
-                errors.append(f"{where}.depends_on.{dep}: service_healthy but {dep} has no healthcheck")
+                errors.append(
+                    f"{where}.depends_on.{dep}: service_healthy but {dep} has no healthcheck"
+                )
             if condition == "service_completed_successfully" and services[dep].get(
                 "restart", "no"
             ) not in ("no", "on-failure"):
                 errors.append(f"{where}.depends_on.{dep}: waits for completion but {dep} restarts")
 
-        service_networks = service.get("networks") or []
-        for network in service_networks if isinstance(service_networks, list) else service_networks:
+        # a list, or a mapping of network name to options: iterating either gives the names
+        for network in service.get("networks") or []:
             if network not in networks:
                 errors.append(f"{where}.networks: no network {network!r}")
 

@@ -81,8 +81,7 @@ def test_targets_wait_for_topics_migrations_and_healthy_dependencies(
     assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert all(
-        dep["condition"] == "service_healthy"
-        for dep in services["gateway"]["depends_on"].values()
+        dep["condition"] == "service_healthy" for dep in services["gateway"]["depends_on"].values()
     )
 
 
@@ -128,7 +127,9 @@ def test_postgres_init_creates_one_database_per_service() -> None:
 def test_observability_is_a_profile(model: dict[str, Any]) -> None:
     profiled = {n for n, s in model["services"].items() if s.get("profiles")}
     assert profiled == {"otel-collector", "prometheus", "grafana"}
-    assert all(s["profiles"] == ["observability"] for s in model["services"].values() if s.get("profiles"))
+    assert all(
+        s["profiles"] == ["observability"] for s in model["services"].values() if s.get("profiles")
+    )
 
 
 def _metric_names() -> set[str]:
@@ -208,30 +209,38 @@ def _replace(old: str, new: str) -> Any:
     ("edit", "expected"),
     [
         pytest.param(
-            _replace("    restart: unless-stopped\n    environment:\n      KAFKA_NODE_ID",
-                     "    restart: unless-stopped\n    restrat: always\n    environment:\n      KAFKA_NODE_ID"),
+            _replace("    image: apache/kafka:3.9.1\n", "    image: apache/kafka:3.9.1\n    restrat: always\n"),
             "compose-spec",
             id="unknown-key",
         ),
         pytest.param(
-            _replace("      retries: 12\n      start_period: 20s", "      retries: twelve\n      start_period: 20s"),
+            _replace(
+                "      retries: 12\n      start_period: 20s",
+                "      retries: twelve\n      start_period: 20s",
+            ),
             "compose-spec",
             id="wrong-type",
         ),
         pytest.param(
-            _replace("      kafka:\n        condition: service_healthy\n\n  migrate",
-                     "      kafka-broker:\n        condition: service_healthy\n\n  migrate"),
+            _replace(
+                "      kafka:\n        condition: service_healthy\n\n  migrate",
+                "      kafka-broker:\n        condition: service_healthy\n\n  migrate",
+            ),
             "no service 'kafka-broker'",
             id="depends-on-missing-service",
         ),
         pytest.param(
-            _replace("    networks:\n      - edge\n      - services\n    healthcheck",
-                     "    networks:\n      - edge\n      - frontend\n    healthcheck"),
+            _replace(
+                "    networks:\n      - edge\n      - services\n    healthcheck",
+                "    networks:\n      - edge\n      - frontend\n    healthcheck",
+            ),
             "no network 'frontend'",
             id="undeclared-network",
         ),
         pytest.param(
-            _replace("      - qdrant-data:/qdrant/storage", "      - qdrant-storage:/qdrant/storage"),
+            _replace(
+                "      - qdrant-data:/qdrant/storage", "      - qdrant-storage:/qdrant/storage"
+            ),
             "no volume 'qdrant-storage'",
             id="undeclared-volume",
         ),

