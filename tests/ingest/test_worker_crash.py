@@ -24,6 +24,8 @@ from tests.ingest.conftest import IngestService
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 LONG_PDF = CORPUS / "docs" / "pdf" / "text" / "pdfjs-TAMReview.pdf"
 REPO = Path(__file__).resolve().parents[2]
+# Kubernetes' default terminationGracePeriodSeconds.
+GRACE_SECONDS = 30
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def worker_process(
     blob directory and vector shard, as a deployment's successive worker pods would."""
     started: list[ManagedProcess] = []
 
-    def start() -> ManagedProcess:
+    def start(**extra_env: str) -> ManagedProcess:
         port = free_port()
         env = {
             **os.environ,
@@ -49,6 +51,7 @@ def worker_process(
             "DOCUCHAT_INGEST_BLOB_DIR": str(tmp_path / "blobs"),
             "DOCUCHAT_INGEST_VECTOR_DIR": str(tmp_path / "vectors"),
             "DOCUCHAT_INGEST_WORKER_PORT": str(port),
+            **extra_env,
         }
         process = ManagedProcess(
             f"ingest-worker-{len(started)}",
@@ -74,14 +77,18 @@ async def _document(ingest: IngestService, document_id: uuid.UUID) -> Document |
         return await session.get(Document, document_id)
 
 
-async def test_a_worker_killed_mid_document_is_replaced_and_the_document_finishes_once(
-    ingest: IngestService, worker_process: Any, tmp_path: Path
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+async def test_a_worker_stopped_mid_document_is_replaced_and_the_document_finishes_once(
+    ingest: IngestService, worker_process: Any, tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
+    """SIGKILL: nothing is committed, the event is redelivered. SIGTERM (a pod being
+    replaced): the worker stops within its grace period; a document it cannot finish within its
+    graceful timeout (1 s here) is abandoned uncommitted, and the replacement finishes it."""
     tenant = uuid.uuid4()
     headers = ingest.as_user(tenant)
     kb = await ingest.client.post("/api/v1/knowledge-bases", json={"name": "k"}, headers=headers)
     kb_id = kb.json()["id"]
-    first = worker_process()
+    first = worker_process(DOCUCHAT_CONSUMER_GRACEFUL_TIMEOUT_SECONDS="1")
     uploaded = await ingest.client.post(
         f"/api/v1/knowledge-bases/{kb_id}/documents",
         files={"file": (LONG_PDF.name, LONG_PDF.read_bytes(), "application/pdf")},
@@ -97,8 +104,9 @@ async def test_a_worker_killed_mid_document_is_replaced_and_the_document_finishe
     before = await eventually(midway, timeout=120, what="the worker to be part-way through")
     assert before.status == "processing"
     assert first.pid is not None
-    os.killpg(first.pid, signal.SIGKILL)  # no graceful shutdown, no offset commit
-    first.stop()  # reap it
+    os.kill(first.pid, stop_signal)
+    first.wait(timeout=GRACE_SECONDS)
+    first.stop()  # and anything it left in its process group
 
     second = worker_process()
 

@@ -170,6 +170,15 @@ class ManagedProcess:
                 close_fds=True,
             )
 
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit on its own; its exit code. TimeoutError if it lingers."""
+        if self._popen is None:
+            raise RuntimeError(f"{self.name} was never started")
+        try:
+            return self._popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise TimeoutError(f"{self.name} still running after {timeout:.0f}s") from exc
+
     def stop(self, timeout: float = 10.0) -> int | None:
         """Stop gracefully, SIGKILL after ``timeout`` seconds; return the exit code."""
         popen = self._popen

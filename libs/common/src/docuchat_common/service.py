@@ -182,14 +182,17 @@ class ServiceRuntime:
         )
 
     async def stop(self) -> None:
-        for hook in reversed(self._on_stop):
-            with contextlib.suppress(Exception):
-                await hook(self)
+        # The reverse of start: consumers stop (an in-flight message is finished within the
+        # broker's graceful timeout, or abandoned uncommitted and redelivered) before the
+        # hooks release what handlers use (models, stores, the parser process).
         await self.lag_monitor.stop()
         if self.epoch_watchdog is not None:
             await self.epoch_watchdog.stop()
         await self.relay.stop()
         await self.broker.stop()
+        for hook in reversed(self._on_stop):
+            with contextlib.suppress(Exception):
+                await hook(self)
         await self.database.dispose()
         log.info("service stopped", service=self.name)
 

@@ -51,6 +51,9 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # tansu (the embedded broker) supports neither idempotent producers nor transactions.
     kafka_enable_idempotence: bool = False
+    # On shutdown a consumer finishes its in-flight message for up to this long, then abandons
+    # it uncommitted (redelivered elsewhere). Keep the pod's grace period above it.
+    consumer_graceful_timeout_seconds: float = 15.0
     # The embedded broker keeps everything in memory: a restart loses topics and offsets.
     kafka_ephemeral_broker: bool = False
     kafka_session_timeout_ms: int = 10_000

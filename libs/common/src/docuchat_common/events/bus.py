@@ -31,6 +31,7 @@ def create_broker(settings: ServiceSettings, service: str) -> KafkaBroker:
         client_id=f"docuchat-{service}{settings.kafka_client_id_suffix}",
         request_timeout_ms=10_000,
         retry_backoff_ms=200,
+        graceful_timeout=settings.consumer_graceful_timeout_seconds,
         middlewares=[
             KafkaTelemetryMiddleware(),
             KafkaPrometheusMiddleware(registry=registry, app_name=service),
