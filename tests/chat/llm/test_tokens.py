@@ -124,3 +124,17 @@ def test_counts_match_openais_figures(token_counter: TokenCounter) -> None:
 def test_special_token_text_counts_as_plain_text(token_counter: TokenCounter) -> None:
     # A document may contain "<|endoftext|>"; it must neither raise nor count as one token.
     assert token_counter.count_text("<|endoftext|>", "gpt-4") > 1
+
+
+def test_an_unwritable_default_cache_falls_back_to_a_private_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(blocked))
+
+    counter = TokenCounter()
+
+    assert counter.cache_dir != blocked
+    assert os.environ["TIKTOKEN_CACHE_DIR"] == str(counter.cache_dir)
+    assert counter.count_text("hello world", "gpt-4") == 2

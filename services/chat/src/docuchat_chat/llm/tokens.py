@@ -115,7 +115,14 @@ class TokenCounter:
     _lock = threading.Lock()
 
     def __init__(self, cache_dir: Path | None = None) -> None:
-        self.cache_dir = fill_tiktoken_cache(cache_dir or default_cache_dir())
+        try:
+            self.cache_dir = fill_tiktoken_cache(cache_dir or default_cache_dir())
+        except OSError:
+            if cache_dir is not None:
+                raise
+            # The shared default is not ours to write (another user made it): a private one.
+            private = Path(tempfile.mkdtemp(prefix="docuchat-tiktoken-"))
+            self.cache_dir = fill_tiktoken_cache(private)
         os.environ["TIKTOKEN_CACHE_DIR"] = str(self.cache_dir)
         self._by_model: dict[str, tiktoken.Encoding] = {}
 
