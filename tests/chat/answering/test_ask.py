@@ -199,3 +199,15 @@ async def test_a_knowledge_base_of_another_tenant_is_not_found(
     assert answer.status_code == 404, answer.text
     assert answer.json()["code"] == "knowledge_base_not_found"
     assert fake_openai.chat_requests == []
+
+
+async def test_a_blank_or_overlong_question_is_refused_before_anything_is_stored(
+    chat: ChatService, corpus: Corpus, fake_openai: FakeOpenAI
+) -> None:
+    user = uuid.uuid4()
+    session = await chat.new_session(corpus.tenant_id, user, corpus.knowledge_base_id)
+    for content in ("   ", "why? " * 500):
+        refused = await chat.ask(corpus.tenant_id, user, session["id"], content)
+        assert refused.status_code == 422, refused.text
+    assert await chat.messages(corpus.tenant_id, user, session["id"]) == []
+    assert fake_openai.requests == []

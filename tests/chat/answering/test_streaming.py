@@ -3,6 +3,7 @@ what was generated is stored as incomplete and metered."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -138,3 +139,24 @@ async def test_a_websocket_closed_mid_answer_stores_and_meters_the_part(
     )
     prompt = fake_openai.chat_requests[0].body["messages"]
     assert message_text(prompt[-1]) == DISTANCE_EDUCATION
+
+
+async def test_a_websocket_outliving_its_token_is_told_to_reconnect(
+    chat: ChatService, corpus: Corpus, fake_openai: FakeOpenAI
+) -> None:
+    user = uuid.uuid4()
+    session = await chat.new_session(corpus.tenant_id, user, corpus.knowledge_base_id)
+    claims = {
+        "sub": str(user),
+        "tid": str(corpus.tenant_id),
+        "role": "member",
+        "scopes": ["chat"],
+    }
+    # valid for the upgrade; within the service's 5 s margin a second later
+    token = chat.signer.keys.sign(claims, audience="docuchat", ttl_seconds=6)
+    url = f"{chat.url.replace('http', 'ws')}/api/v1/sessions/{session['id']}/ws"
+    async with aconnect_ws(url, chat.client, headers={"Authorization": f"Bearer {token}"}) as ws:
+        await asyncio.sleep(1.5)  # the token's remaining life, not a readiness wait
+        (error,) = await ws_exchange(ws, DISTANCE_EDUCATION)
+    assert (error["code"], error["status"]) == ("token_expired", 401)
+    assert fake_openai.chat_requests == []

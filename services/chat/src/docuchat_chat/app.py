@@ -6,7 +6,7 @@ from pathlib import Path
 
 from docuchat_chat.answering.retrieval import RetrievalClient
 from docuchat_chat.answering.router import router as answering_router
-from docuchat_chat.answering.service import Deps, Providers
+from docuchat_chat.answering.service import Deps
 from docuchat_chat.exports.router import router as exports_router
 from docuchat_chat.feedback.router import router as feedback_router
 from docuchat_chat.llm.registry import ProviderRegistry
@@ -56,7 +56,7 @@ def build_runtime(settings: ChatSettings | None = None) -> ServiceRuntime:
             outbox=runtime.outbox,
             quota=quota,
             retrieval=retrieval,
-            providers=Providers(registry),
+            providers=registry,
             counter=registry.token_counter,
             vault=vault,
             settings=settings,

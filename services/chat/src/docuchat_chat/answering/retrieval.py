@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from docuchat_common.errors import BadGateway, NotFound, ServiceUnavailable
+from docuchat_common.errors import BadGateway, NotFound, ServiceUnavailable, Unprocessable
 from docuchat_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -79,6 +80,12 @@ class RetrievalClient:
             ) from exc
         if response.status_code == 404:
             raise NotFound("knowledge base not found", code="knowledge_base_not_found")
+        if response.status_code == 422:  # the question itself (ingest says why, with a code)
+            problem = _problem(response)
+            raise Unprocessable(
+                str(problem.get("detail") or "the question cannot be searched"),
+                code=str(problem.get("code") or "validation_error"),
+            )
         if response.status_code >= 400:
             log.warning("retrieval failed", status=response.status_code, body=response.text[:300])
             raise BadGateway("document search failed", code="retrieval_failed")
@@ -88,3 +95,11 @@ class RetrievalClient:
             raise BadGateway(
                 "document search answered unexpectedly", code="retrieval_failed"
             ) from exc
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -4,11 +4,13 @@ over a WebSocket."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 import anyio
+import jwt
 from fastapi import APIRouter, Depends, Request, WebSocket, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -100,6 +102,18 @@ def _usage(answer: MessageOut) -> dict[str, int]:
 # --- WebSocket ---------------------------------------------------------------------------------
 
 
+# A question on a socket older than its identity token would be refused by ingest: the client
+# reconnects (through the gateway, which issues a fresh one) when told the token has expired.
+EXPIRY_MARGIN_SECONDS = 5
+
+
+def _expired(identity: Identity) -> bool:
+    if identity.raw_token is None:
+        return False
+    claims = jwt.decode(identity.raw_token, options={"verify_signature": False})
+    return float(claims.get("exp", 0)) - EXPIRY_MARGIN_SECONDS <= time.time()
+
+
 async def _ws_identity(websocket: WebSocket) -> Identity:
     """Like HTTP: the gateway's internal token, or a bearer token (service to service, tests)."""
     verifier = websocket.app.state.token_verifier
@@ -144,6 +158,17 @@ async def ask_over_websocket(websocket: WebSocket, session_id: uuid.UUID) -> Non
                     }
                 )
                 continue
+            if _expired(identity):
+                await websocket.send_json(
+                    {
+                        "type": "error",
+                        "code": "token_expired",
+                        "detail": "the connection's credentials expired; reconnect",
+                        "status": 401,
+                    }
+                )
+                await websocket.close(code=4401, reason="token_expired")
+                return
             if not await _answer_over(
                 websocket,
                 service=service,

@@ -26,15 +26,15 @@ from docuchat_chat.llm.port import (
     ChatMessage,
     LLMProvider,
     LLMRequest,
-    ProviderConfig,
     ProviderError,
     Usage,
 )
+from docuchat_chat.llm.registry import ProviderRegistry
 from docuchat_chat.llm.tokens import TokenCounter
 from docuchat_chat.llm_settings.crypto import KeyVault
 from docuchat_chat.llm_settings.repository import LLMSettingsRepository
 from docuchat_chat.llm_settings.service import LLMSettingsService
-from docuchat_chat.models import ChatSession, Message
+from docuchat_chat.models import Message
 from docuchat_chat.sessions.repository import SessionRepository
 from docuchat_chat.sessions.schemas import MessageOut
 from docuchat_chat.sessions.service import SessionService, message_out, title_from
@@ -76,21 +76,6 @@ class ProviderFailed(DocuChatError):
         self.status = error.status
 
 
-class Providers:
-    """What answering needs from the LLM layer: a provider for a configuration, the default."""
-
-    def __init__(self, registry: Any) -> None:
-        self.registry = registry
-
-    def default_config(self) -> ProviderConfig:
-        config: ProviderConfig = self.registry.default_config()
-        return config
-
-    def provider(self, config: ProviderConfig) -> LLMProvider:
-        provider: LLMProvider = self.registry.provider(config)
-        return provider
-
-
 @dataclass
 class Answer:
     """What an answer is made of before it is stored."""
@@ -126,7 +111,7 @@ class Deps:
     outbox: Outbox
     quota: QuotaGuard | None
     retrieval: RetrievalClient
-    providers: Providers
+    providers: ProviderRegistry
     counter: TokenCounter
     vault: KeyVault
     settings: ChatSettings
@@ -153,7 +138,7 @@ class AnswerService:
             config = await LLMSettingsService(
                 LLMSettingsRepository(db), deps.vault, deps.quota
             ).provider_config(identity.tenant_id, deps.providers.default_config())
-            history = await SessionRepository(db).recent_messages(chat.id, HISTORY_MESSAGES)
+            history = await SessionRepository(db).recent_messages(chat, HISTORY_MESSAGES)
         if deps.quota is not None:
             deps.quota.check_fixed(identity.tenant_id, model=config.model)
 
@@ -180,7 +165,7 @@ class AnswerService:
                 )
             )
             if chat.title is None:
-                await repository.set_title(chat.id, title_from(content))
+                await repository.set_title(identity.tenant_id, chat.id, title_from(content))
 
         if not passages:
             return Question(
@@ -264,11 +249,13 @@ class AnswerService:
                 complete=answer.complete,
                 status="complete" if answer.complete else "incomplete",
             )
-            exists = await db.get(ChatSession, question.session_id) is not None
-            if exists:  # the session may have been deleted while the model was answering
+            # The session may have been deleted while the model answered: still meter the call.
+            if await repository.exists(identity.tenant_id, question.session_id):
                 await repository.add_message(message)
-                await repository.set_message_status(question.message_id, "answered")
-                await repository.touch(question.session_id, message.created_at)
+                await repository.set_message_status(
+                    identity.tenant_id, question.message_id, "answered"
+                )
+                await repository.touch(identity.tenant_id, question.session_id, message.created_at)
             events: list[Any] = [
                 MessageCompleted(
                     tenant_id=identity.tenant_id,
@@ -308,7 +295,9 @@ class AnswerService:
         """The question stays (marked failed); no answer is stored and nothing is charged."""
         log.warning("llm call failed", code=error.code, status=error.status, model=question.model)
         async with self.deps.database.transaction() as db:
-            await SessionRepository(db).set_message_status(question.message_id, "failed")
+            await SessionRepository(db).set_message_status(
+                question.identity.tenant_id, question.message_id, "failed"
+            )
         return ProviderFailed(error)
 
 

@@ -42,7 +42,7 @@ async def export_session(
     """The session and its messages with their citations, as a file download."""
     service = SessionService(SessionRepository(session))
     chat = await service.owned(identity, session_id)
-    rows = await SessionRepository(session).all_messages(chat.id)
+    rows = await SessionRepository(session).all_messages(chat)
     info, messages = session_out(chat), [message_out(m) for m in rows]
     if format == "pdf":  # layout is CPU work: off the event loop
         body = await anyio.to_thread.run_sync(render.to_pdf, info, messages)

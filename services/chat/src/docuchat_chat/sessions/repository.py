@@ -59,16 +59,31 @@ class SessionRepository:
         await self.session.delete(chat)
         await self.session.flush()
 
-    async def set_title(self, chat_id: uuid.UUID, title: str) -> None:
+    async def exists(self, tenant_id: uuid.UUID, chat_id: uuid.UUID) -> bool:
+        found = await self.session.scalar(
+            select(ChatSession.id).where(
+                ChatSession.tenant_id == tenant_id, ChatSession.id == chat_id
+            )
+        )
+        return found is not None
+
+    async def set_title(self, tenant_id: uuid.UUID, chat_id: uuid.UUID, title: str) -> None:
+        """Only while it has none: a title the user gave (or renamed to) stays."""
         await self.session.execute(
             update(ChatSession)
-            .where(ChatSession.id == chat_id, ChatSession.title.is_(None))
+            .where(
+                ChatSession.tenant_id == tenant_id,
+                ChatSession.id == chat_id,
+                ChatSession.title.is_(None),
+            )
             .values(title=title)
         )
 
-    async def touch(self, chat_id: uuid.UUID, at: datetime) -> None:
+    async def touch(self, tenant_id: uuid.UUID, chat_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(
-            update(ChatSession).where(ChatSession.id == chat_id).values(last_message_at=at)
+            update(ChatSession)
+            .where(ChatSession.tenant_id == tenant_id, ChatSession.id == chat_id)
+            .values(last_message_at=at)
         )
 
     # --- messages -----------------------------------------------------------------------------
@@ -79,30 +94,44 @@ class SessionRepository:
         await self.session.refresh(message)
         return message
 
-    async def set_message_status(self, message_id: uuid.UUID, status: str) -> None:
+    async def set_message_status(
+        self, tenant_id: uuid.UUID, message_id: uuid.UUID, status: str
+    ) -> None:
         await self.session.execute(
-            update(Message).where(Message.id == message_id).values(status=status)
+            update(Message)
+            .where(Message.tenant_id == tenant_id, Message.id == message_id)
+            .values(status=status)
         )
 
     async def messages(
-        self, session_id: uuid.UUID, *, after_seq: int | None, limit: int
+        self, chat: ChatSession, *, after_seq: int | None, limit: int
     ) -> list[Message]:
         """Oldest first."""
-        stmt = select(Message).where(Message.session_id == session_id)
+        stmt = select(Message).where(
+            Message.tenant_id == chat.tenant_id, Message.session_id == chat.id
+        )
         if after_seq is not None:
             stmt = stmt.where(Message.seq > after_seq)
         stmt = stmt.order_by(Message.seq).limit(limit)
         return list((await self.session.scalars(stmt)).all())
 
-    async def all_messages(self, session_id: uuid.UUID) -> list[Message]:
-        stmt = select(Message).where(Message.session_id == session_id).order_by(Message.seq)
-        return list((await self.session.scalars(stmt)).all())
-
-    async def recent_messages(self, session_id: uuid.UUID, limit: int) -> list[Message]:
-        """The newest ``limit`` finished turns, oldest first (failed questions left out)."""
+    async def all_messages(self, chat: ChatSession) -> list[Message]:
         stmt = (
             select(Message)
-            .where(Message.session_id == session_id, Message.status != "failed")
+            .where(Message.tenant_id == chat.tenant_id, Message.session_id == chat.id)
+            .order_by(Message.seq)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def recent_messages(self, chat: ChatSession, limit: int) -> list[Message]:
+        """The newest ``limit`` messages, oldest first (unanswered questions left out)."""
+        stmt = (
+            select(Message)
+            .where(
+                Message.tenant_id == chat.tenant_id,
+                Message.session_id == chat.id,
+                Message.status != "failed",
+            )
             .order_by(Message.seq.desc())
             .limit(limit)
         )

@@ -20,8 +20,8 @@ from docuchat_common.service import DbSession
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 
-Reader = Annotated[Identity, Depends(require(scope="chat"))]
-Writer = Annotated[Identity, Depends(require(scope="chat"))]
+# Sessions are the caller's own: the chat scope covers reading and changing them.
+Chatter = Annotated[Identity, Depends(require(scope="chat"))]
 
 
 def sessions(session: DbSession) -> SessionService:
@@ -32,13 +32,13 @@ Sessions = Annotated[SessionService, Depends(sessions)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SessionOut)
-async def create_session(body: SessionIn, identity: Writer, service: Sessions) -> SessionOut:
+async def create_session(body: SessionIn, identity: Chatter, service: Sessions) -> SessionOut:
     return await service.create(identity, body)
 
 
 @router.get("", response_model=SessionList)
 async def list_sessions(
-    identity: Reader,
+    identity: Chatter,
     service: Sessions,
     limit: Limit = 20,
     cursor: str | None = None,
@@ -49,20 +49,20 @@ async def list_sessions(
 
 
 @router.get("/{session_id}", response_model=SessionOut)
-async def get_session(session_id: uuid.UUID, identity: Reader, service: Sessions) -> SessionOut:
+async def get_session(session_id: uuid.UUID, identity: Chatter, service: Sessions) -> SessionOut:
     return await service.get(identity, session_id)
 
 
 @router.patch("/{session_id}", response_model=SessionOut)
 async def update_session(
-    session_id: uuid.UUID, body: SessionPatch, identity: Writer, service: Sessions
+    session_id: uuid.UUID, body: SessionPatch, identity: Chatter, service: Sessions
 ) -> SessionOut:
     """Rename (``title``), archive (``archived: true``) or restore (``archived: false``)."""
     return await service.update(identity, session_id, body)
 
 
 @router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_session(session_id: uuid.UUID, identity: Writer, service: Sessions) -> Response:
+async def delete_session(session_id: uuid.UUID, identity: Chatter, service: Sessions) -> Response:
     await service.delete(identity, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -70,7 +70,7 @@ async def delete_session(session_id: uuid.UUID, identity: Writer, service: Sessi
 @router.get("/{session_id}/messages", response_model=MessageList)
 async def list_messages(
     session_id: uuid.UUID,
-    identity: Reader,
+    identity: Chatter,
     service: Sessions,
     limit: Limit = 20,
     cursor: str | None = None,

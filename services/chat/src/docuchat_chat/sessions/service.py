@@ -141,7 +141,7 @@ class SessionService:
     ) -> MessageList:
         chat = await self.owned(identity, session_id)
         after = decode_seq_cursor(cursor) if cursor else None
-        rows = await self.sessions.messages(chat.id, after_seq=after, limit=limit + 1)
+        rows = await self.sessions.messages(chat, after_seq=after, limit=limit + 1)
         page = rows[:limit]
         last = page[-1] if len(rows) > limit else None
         return MessageList(
