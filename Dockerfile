@@ -38,6 +38,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
 
 # --- runtime: the venv and nothing else -------------------------------------------------------------
+# The same base as the builder: the venv's python is a link to /usr/local/bin/python3.11.
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="docuchat" \
       org.opencontainers.image.description="DocuChat services (one image, many targets)" \

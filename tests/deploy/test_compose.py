@@ -209,7 +209,10 @@ def _replace(old: str, new: str) -> Any:
     ("edit", "expected"),
     [
         pytest.param(
-            _replace("    image: apache/kafka:3.9.1\n", "    image: apache/kafka:3.9.1\n    restrat: always\n"),
+            _replace(
+                "    image: apache/kafka:3.9.1\n",
+                "    image: apache/kafka:3.9.1\n    restrat: always\n",
+            ),
             "compose-spec",
             id="unknown-key",
         ),

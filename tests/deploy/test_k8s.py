@@ -101,6 +101,15 @@ def test_api_targets_scale_on_cpu_and_consumers_on_their_group_lag(
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_reads_the_brokers_the_services_use(rendered: dict[str, Docs], overlay: str) -> None:
+    docs = rendered[overlay]
+    config = next(iter(_of(docs, "ConfigMap").values()))["data"]
+    for scaled in _of(docs, "ScaledObject").values():
+        kafka = next(t for t in scaled["spec"]["triggers"] if t["type"] == "kafka")
+        assert kafka["metadata"]["bootstrapServers"] == config["DOCUCHAT_KAFKA_BOOTSTRAP_SERVERS"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pods_run_non_root_on_a_read_only_root_with_tmp_writable(
     rendered: dict[str, Docs], overlay: str
 ) -> None:
@@ -180,12 +189,18 @@ def test_only_the_gateway_reaches_the_api_targets(rendered: dict[str, Docs]) -> 
     }
 
 
+def _dynamic() -> dict[str, Any]:
+    """deploy/gateway/dynamic.yml without its Go template actions (values from the environment),
+    which leaves the structure: routers, rules, middlewares."""
+    text = (REPO_ROOT / "deploy/gateway/dynamic.yml").read_text()
+    config: dict[str, Any] = yaml.safe_load(re.sub(r"\{\{.*?\}\}", "", text))
+    return config["http"]
+
+
 def _dynamic_paths() -> set[str]:
     """The API paths deploy/gateway/dynamic.yml routes (health routes and the search route,
     which the ingest API serves with a Qdrant server, aside)."""
-    routers = yaml.safe_load((REPO_ROOT / "deploy/gateway/dynamic.yml").read_text())["http"][
-        "routers"
-    ]
+    routers = _dynamic()["routers"]
     paths: set[str] = set()
     for name, router in routers.items():
         if name.endswith("-health") or name == "ingest-search":
@@ -204,7 +219,16 @@ def test_http_routes_match_the_gateway_file(rendered: dict[str, Docs]) -> None:
         for m in rule["matches"]
     }
     assert paths == _dynamic_paths()
+    middlewares = _dynamic()["middlewares"]
+    identity_headers = set(middlewares["strip-identity"]["headers"]["customRequestHeaders"])
+    forward_auth = _of(rendered["prod"], "Middleware")["identity"]["spec"]["forwardAuth"]
+    assert (
+        forward_auth["authResponseHeaders"]
+        == middlewares["identity"]["forwardAuth"]["authResponseHeaders"]
+    )
     for name, route in routes.items():
+        for rule in route["spec"]["rules"]:
+            assert set(rule["filters"][0]["requestHeaderModifier"]["remove"]) == identity_headers
         filters = [f["type"] for rule in route["spec"]["rules"] for f in rule["filters"]]
         # a client's identity header never passes; protected routes get forward-auth
         assert filters[0] == "RequestHeaderModifier"
