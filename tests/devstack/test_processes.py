@@ -210,6 +210,7 @@ async def test_tansu_restart_keeps_the_port_and_serves_kafka(tmp_path: Path) -> 
 
 APPROVED_TOKEN = "Bearer good-token"
 VERIFIED_IDENTITY = "verified-identity-from-auth"
+TENANT_TOKEN_PREFIX = "Bearer tenant-"  # approved, as the tenant named after the prefix
 
 
 class _Backend(BaseHTTPRequestHandler):
@@ -218,9 +219,13 @@ class _Backend(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         if self.path.startswith("/internal/forward-auth"):
-            if self.headers.get("Authorization") == APPROVED_TOKEN:
+            token = self.headers.get("Authorization", "")
+            if token == APPROVED_TOKEN or token.startswith(TENANT_TOKEN_PREFIX):
                 self.send_response(200)
                 self.send_header("X-DocuChat-Identity", VERIFIED_IDENTITY)
+                self.send_header(
+                    "X-DocuChat-Tenant", token.removeprefix(TENANT_TOKEN_PREFIX) or "default"
+                )
                 self.end_headers()
             else:
                 body = b'{"status": 401, "code": "unauthenticated"}'
@@ -238,6 +243,7 @@ class _Backend(BaseHTTPRequestHandler):
             "method": self.command,
             "path": self.path,
             "identity": self.headers.get_all("X-DocuChat-Identity"),
+            "tenant": self.headers.get_all("X-DocuChat-Tenant"),
             "aliases": [k for k in self.headers if k.lower().replace("_", "-") != k.lower()],
         }
         self.seen.append(record)
@@ -313,6 +319,7 @@ def test_gateway_health_and_service_probes(gateway: tuple[TraefikGateway, Backen
         "path": "/readyz",
         "identity": None,
         "aliases": [],
+        "tenant": None,
     }
     for service in ("ingest", "chat", "usage"):
         status, body = call(gw, f"/{service}/healthz")

@@ -320,3 +320,31 @@ async def test_plan_quotas_refuse_uploads(ingest: IngestService, blobs: LocalBlo
     assert spent.json()["code"] == "quota_exceeded"
     assert spent.headers["retry-after"]
     assert _stored(blobs, tenant) == []
+
+
+async def test_the_plans_request_rate_is_enforced_per_tenant(ingest: IngestService) -> None:
+    tenant, other = uuid.uuid4(), uuid.uuid4()
+    guard = ingest.runtime.state["quota"]
+    state = QuotaChangedData(plan="free", limits={}, requests_per_minute=3)
+    await ingest.publish(
+        QuotaChanged(tenant_id=tenant, source="usage", occurred_at=datetime.now(UTC), data=state)
+    )
+    await guard.wait_for(tenant, lambda s: s == state, timeout=30)
+
+    # Reads (a client polling a document) are not counted; requests that make work are.
+    for _ in range(5):
+        assert (await ingest.client.get(KB, headers=ingest.as_user(tenant))).status_code == 200
+    statuses = []
+    for n in range(4):
+        response = await ingest.client.post(
+            KB, json={"name": f"kb {n}"}, headers=ingest.as_user(tenant)
+        )
+        statuses.append(response.status_code)
+    assert statuses == [201, 201, 201, 429]
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "rate_limited"
+    assert response.json()["requests_per_minute"] == 3
+    assert 1 <= int(response.headers["retry-after"]) <= 60
+    # Another tenant (here without a plan state yet) is not held back.
+    created = await ingest.client.post(KB, json={"name": "x"}, headers=ingest.as_user(other))
+    assert created.status_code == 201

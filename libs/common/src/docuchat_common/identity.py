@@ -24,6 +24,9 @@ from docuchat_common.context import bind_tenant
 from docuchat_common.errors import Forbidden, ServiceUnavailable, Unauthorized
 
 IDENTITY_HEADER = "X-DocuChat-Identity"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The caller's tenant id, set by the gateway after forward-auth for rate limiting only.
+TENANT_HEADER = "X-DocuChat-Tenant"
 INTERNAL_AUDIENCE = "docuchat-internal"
 ALGORITHMS = ["RS256"]
 
@@ -197,22 +200,28 @@ CurrentIdentity = Annotated[Identity, Depends(current_identity)]
 
 def require(
     role: Role | None = None, scope: str | None = None
-) -> Callable[[Identity], Awaitable[Identity]]:
+) -> Callable[[Identity, Request], Awaitable[Identity]]:
     """A guard: the caller has at least ``role``, and an API key caller has ``scope``."""
 
-    async def guard(identity: CurrentIdentity) -> Identity:
+    async def guard(identity: CurrentIdentity, request: Request) -> Identity:
         if role is not None and not identity.at_least(role):
             raise Forbidden(f"requires the {role} role", code="insufficient_role")
         if scope is not None and identity.via == "api_key" and not identity.has_scope(scope):
             raise Forbidden(f"API key lacks the {scope!r} scope", code="insufficient_scope")
+        # Services that hold the quota state (chat, ingest) enforce the plan's request rate
+        # on requests that make work (uploads, questions, searches); reads and polls are free.
+        runtime = getattr(request.app.state, "runtime", None)
+        quota = runtime.state.get("quota") if runtime is not None else None
+        if quota is not None and request.method not in SAFE_METHODS:
+            quota.check_rate(identity.tenant_id)
         return identity
 
     return guard
 
 
-def require_role(role: Role) -> Callable[[Identity], Awaitable[Identity]]:
+def require_role(role: Role) -> Callable[[Identity, Request], Awaitable[Identity]]:
     return require(role=role)
 
 
-def require_scope(scope: str) -> Callable[[Identity], Awaitable[Identity]]:
+def require_scope(scope: str) -> Callable[[Identity, Request], Awaitable[Identity]]:
     return require(scope=scope)

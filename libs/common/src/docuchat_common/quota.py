@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Gauge, Histogram
 from pydantic import TypeAdapter
 
-from docuchat_common.errors import Forbidden, PayloadTooLarge, QuotaExceeded
+from docuchat_common.errors import Forbidden, PayloadTooLarge, QuotaExceeded, RateLimited
 from docuchat_common.events.catalog import QuotaChanged, QuotaChangedData, event_union
 from docuchat_common.events.envelope import utcnow
 from docuchat_common.events.topics import QUOTA, ensure_topics
@@ -90,6 +94,9 @@ class QuotaGuard:
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._live = False  # caught up: lag is measured only for live events, not the replay
+        # The plan's requests per minute, counted per tenant in this replica (a moving window:
+        # no burst of twice the limit across a minute boundary).
+        self._rate = MovingWindowRateLimiter(MemoryStorage())
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -164,6 +171,28 @@ class QuotaGuard:
             detail,
             retry_after=wait,
             extra={"limit": name, "resets_at": resets_at.isoformat() if resets_at else None},
+        )
+
+    def check_rate(self, tenant_id: uuid.UUID) -> None:
+        """Count one request; raise :class:`RateLimited` past the plan's requests per minute.
+
+        Counted per replica: with N replicas behind the gateway a tenant gets up to N times
+        the plan's rate (the gateway's per-tenant limit bounds the whole)."""
+        state = self.state(tenant_id)
+        per_minute = state.requests_per_minute if state is not None else None
+        if not per_minute:
+            return
+        item = RateLimitItemPerMinute(per_minute)
+        key = str(tenant_id)
+        if self._rate.hit(item, key):
+            return
+        reset_at, _ = self._rate.get_window_stats(item, key)
+        raise RateLimited(
+            f"more than {per_minute} requests a minute on the {state.plan} plan"
+            if state is not None
+            else None,
+            retry_after=max(1.0, reset_at - time.time()),
+            extra={"limit": "requests_per_minute", "requests_per_minute": per_minute},
         )
 
     def check_fixed(

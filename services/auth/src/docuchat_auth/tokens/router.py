@@ -12,7 +12,7 @@ from docuchat_auth.api_keys.service import looks_like_api_key
 from docuchat_auth.tokens.keys import KeyRing
 from docuchat_auth.tokens.service import TokenService
 from docuchat_common.errors import Unauthorized
-from docuchat_common.identity import IDENTITY_HEADER, verifier_from
+from docuchat_common.identity import IDENTITY_HEADER, TENANT_HEADER, verifier_from
 from docuchat_common.service import DbSession, runtime_of
 
 router = APIRouter(tags=["tokens"])
@@ -49,4 +49,12 @@ async def forward_auth(request: Request, session: DbSession) -> Response:
     else:
         identity = await verifier_from(request).identity(token)
     tokens: TokenService = runtime.state["tokens"]
-    return Response(status_code=200, headers={IDENTITY_HEADER: tokens.internal_token(identity)})
+    return Response(
+        status_code=200,
+        headers={
+            IDENTITY_HEADER: tokens.internal_token(identity),
+            # The gateway's per-tenant rate limit groups requests by this (never trusted by
+            # services: they read the tenant from the signed identity only).
+            TENANT_HEADER: str(identity.tenant_id),
+        },
+    )
