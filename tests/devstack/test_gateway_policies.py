@@ -83,7 +83,7 @@ def test_cors_preflight_is_answered_at_the_gateway_for_configured_origins_only(
 def test_each_tenant_has_its_own_rate_limit_and_a_forged_tenant_header_borrows_nothing(
     gateway: tuple[TraefikGateway, Backends],
 ) -> None:
-    gw, backends = gateway
+    gw, _ = gateway
     noisy = {"Authorization": TENANT_TOKEN_PREFIX + "noisy"}
     statuses = [send(gw, "/api/v1/usage", headers=noisy)[0] for _ in range(TENANT_RATE * 3)]
     assert statuses[0] == 200
