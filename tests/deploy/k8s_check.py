@@ -175,16 +175,30 @@ def reference_errors(docs: list[dict[str, Any]], *, targets: set[str]) -> list[s
             if "--target" in args and args[args.index("--target") + 1] not in targets:
                 errors.append(f"{where}: unknown target {args[args.index('--target') + 1]!r}")
         if workload["kind"] == "Deployment":
-            errors += _grace_errors(where, pod)
+            errors += _grace_errors(where, pod, _consumer_graceful_timeout(by_kind))
     return errors
 
 
-# uvicorn's drain of in-flight requests on SIGTERM (src/docuchat/targets.py
-# timeout_graceful_shutdown); the grace must cover the preStop sleep plus it.
+# On SIGTERM, after the preStop sleep: uvicorn drains in-flight requests (up to
+# timeout_graceful_shutdown in src/docuchat/targets.py), then the lifespan stops the consumers,
+# each finishing or abandoning its message within consumer_graceful_timeout_seconds, then the
+# hooks and the database pool. The termination grace must cover all of it.
 HTTP_DRAIN_SECONDS = 20
+SHUTDOWN_MARGIN_SECONDS = 5
 
 
-def _grace_errors(where: str, pod: dict[str, Any]) -> list[str]:
+def _consumer_graceful_timeout(by_kind: dict[str, dict[str, dict[str, Any]]]) -> float:
+    from docuchat_common.settings import ServiceSettings
+
+    for config in by_kind.get("ConfigMap", {}).values():
+        value = config.get("data", {}).get("DOCUCHAT_CONSUMER_GRACEFUL_TIMEOUT_SECONDS")
+        if value is not None:
+            return float(value)
+    default = ServiceSettings.model_fields["consumer_graceful_timeout_seconds"].default
+    return float(default)
+
+
+def _grace_errors(where: str, pod: dict[str, Any], consumer_timeout: float) -> list[str]:
     errors = []
     grace = pod.get("terminationGracePeriodSeconds", 30)
     for container in pod["containers"]:
@@ -192,8 +206,11 @@ def _grace_errors(where: str, pod: dict[str, Any]) -> list[str]:
         if not command or command[0] != "sleep":
             errors.append(f"{where}: no preStop sleep (endpoints need time to drop the pod)")
             continue
-        if grace < int(command[1]) + HTTP_DRAIN_SECONDS:
+        needed = int(command[1]) + HTTP_DRAIN_SECONDS + consumer_timeout + SHUTDOWN_MARGIN_SECONDS
+        if grace < needed:
             errors.append(
-                f"{where}: grace {grace}s < preStop {command[1]}s + {HTTP_DRAIN_SECONDS}s drain"
+                f"{where}: grace {grace}s < preStop {command[1]}s + {HTTP_DRAIN_SECONDS}s HTTP"
+                f" drain + {consumer_timeout:g}s consumer graceful timeout"
+                f" + {SHUTDOWN_MARGIN_SECONDS}s"
             )
     return errors
