@@ -139,6 +139,11 @@ def reference_errors(docs: list[dict[str, Any]], *, targets: set[str]) -> list[s
                 if ref and ref["kind"] == "Middleware" and ref["name"] not in middlewares:
                     errors.append(f"{where}: no Middleware {ref['name']!r}")
 
+    for middleware in by_kind.get("Middleware", {}).values():
+        for member in middleware["spec"].get("chain", {}).get("middlewares", []):
+            if member["name"] not in middlewares:
+                errors.append(f"{_name(middleware)}: no Middleware {member['name']!r} in its chain")
+
     for kind, field in (
         ("HorizontalPodAutoscaler", "scaleTargetRef"),
         ("ScaledObject", "scaleTargetRef"),

@@ -229,10 +229,37 @@ def test_http_routes_match_the_gateway_file(rendered: dict[str, Docs]) -> None:
     for name, route in routes.items():
         for rule in route["spec"]["rules"]:
             assert set(rule["filters"][0]["requestHeaderModifier"]["remove"]) == identity_headers
-        filters = [f["type"] for rule in route["spec"]["rules"] for f in rule["filters"]]
-        # a client's identity header never passes; protected routes get forward-auth
-        assert filters[0] == "RequestHeaderModifier"
-        assert ("ExtensionRef" in filters) == (not name.endswith("-public")), name
+        filters = [f for rule in route["spec"]["rules"] for f in rule["filters"]]
+        # a client's identity headers never pass; then the policy chain, forward-auth included
+        # on protected routes
+        assert [f["type"] for f in filters] == ["RequestHeaderModifier", "ExtensionRef"]
+        chain = "public" if name.endswith("-public") else "protected"
+        assert filters[1]["extensionRef"]["name"] == chain, name
+
+
+def test_gateway_policies_match_the_gateway_file(rendered: dict[str, Docs]) -> None:
+    """The Middlewares of policies.yaml do what deploy/gateway/dynamic.yml's do."""
+    dynamic = _dynamic()["middlewares"]
+    ours = {name: m["spec"] for name, m in _of(rendered["prod"], "Middleware").items()}
+    for chain in ("public", "protected"):
+        # identity headers: removed by the routes' standard filter instead
+        expected = [m for m in dynamic[chain]["chain"]["middlewares"] if m != "strip-identity"]
+        assert [m["name"] for m in ours[chain]["chain"]["middlewares"]] == expected, chain
+    cors = {
+        k: v for k, v in dynamic["cors"]["headers"].items() if k != "accessControlAllowOriginList"
+    }
+    assert {
+        k: v for k, v in ours["cors"]["headers"].items() if k != "accessControlAllowOriginList"
+    } == cors
+    text = (REPO_ROOT / "deploy/gateway/dynamic.yml").read_text()
+    for name in ("ip-rate-limit", "tenant-rate-limit"):
+        theirs, mine = dynamic[name]["rateLimit"], ours[name]["rateLimit"]
+        assert mine["period"] == theirs["period"]
+        assert mine["sourceCriterion"].keys() == theirs["sourceCriterion"].keys()
+        # average and burst: dynamic.yml's defaults (its values come from the environment)
+        block = text[text.index(f"    {name}:") :].split("\n\n", 1)[0]
+        defaults = dict(re.findall(r"(average|burst): .*?default \"(\d+)\"", block))
+        assert {k: str(mine[k]) for k in ("average", "burst")} == defaults, name
 
 
 # --- each validator fails on a broken copy -----------------------------------------------------
