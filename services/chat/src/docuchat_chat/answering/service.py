@@ -8,6 +8,7 @@ for what was generated. A provider failure keeps the question, stores no answer,
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from docuchat_chat.llm.tokens import TokenCounter
 from docuchat_chat.llm_settings.crypto import KeyVault
 from docuchat_chat.llm_settings.repository import LLMSettingsRepository
 from docuchat_chat.llm_settings.service import LLMSettingsService
-from docuchat_chat.models import Message
+from docuchat_chat.models import ChatSession, Message
 from docuchat_chat.sessions.repository import SessionRepository
 from docuchat_chat.sessions.schemas import MessageOut
 from docuchat_chat.sessions.service import SessionService, message_out, title_from
@@ -47,6 +48,7 @@ from docuchat_common.events.catalog import (
     TokensConsumed,
     TokensConsumedData,
 )
+from docuchat_common.events.envelope import utcnow
 from docuchat_common.events.outbox import Outbox
 from docuchat_common.identity import Identity
 from docuchat_common.logging import get_logger
@@ -138,38 +140,32 @@ class AnswerService:
             config = await LLMSettingsService(
                 LLMSettingsRepository(db), deps.vault, deps.quota
             ).provider_config(identity.tenant_id, deps.providers.default_config())
-            history = await SessionRepository(db).recent_messages(chat, HISTORY_MESSAGES)
         if deps.quota is not None:
             deps.quota.check_fixed(identity.tenant_id, model=config.model)
 
-        found = await deps.retrieval.search(
-            chat.knowledge_base_id,
-            content,
-            top_k=deps.settings.retrieval_top_k,
-            identity_headers=identity_headers,
+        # The search and storing the question are independent: run them side by side, so the
+        # database's round trips hide behind the search's.
+        found, stored = await asyncio.gather(
+            deps.retrieval.search(
+                chat.knowledge_base_id,
+                content,
+                top_k=deps.settings.retrieval_top_k,
+                identity_headers=identity_headers,
+            ),
+            self._store_question(identity, chat, content),
+            return_exceptions=True,
         )
+        if isinstance(stored, BaseException):
+            raise stored
+        question_id, history = stored
+        if isinstance(found, BaseException):
+            await self._set_status(identity, question_id, "failed")
+            raise found
         passages = relevant(found.hits, deps.settings.relevance_threshold)
-
-        async with deps.database.transaction() as db:
-            repository = SessionRepository(db)
-            question = await repository.add_message(
-                Message(
-                    id=uuid.uuid4(),
-                    session_id=chat.id,
-                    tenant_id=identity.tenant_id,
-                    role="user",
-                    content=content,
-                    citations=[],
-                    complete=True,
-                    status="pending",
-                )
-            )
-            if chat.title is None:
-                await repository.set_title(identity.tenant_id, chat.id, title_from(content))
 
         if not passages:
             return Question(
-                identity, chat.id, chat.knowledge_base_id, question.id, [], config.model, None, None
+                identity, chat.id, chat.knowledge_base_id, question_id, [], config.model, None, None
             )
         messages = build_messages(
             system_prompt=found.knowledge_base.system_prompt,
@@ -192,13 +188,40 @@ class AnswerService:
             identity,
             chat.id,
             chat.knowledge_base_id,
-            question.id,
+            question_id,
             passages,
             config.model,
             deps.providers.provider(config),
             request,
             metered=config.kind != "extractive",
         )
+
+    async def _store_question(
+        self, identity: Identity, chat: ChatSession, content: str
+    ) -> tuple[uuid.UUID, list[Message]]:
+        """The conversation so far, then the question (pending until answered)."""
+        async with self.deps.database.transaction() as db:
+            repository = SessionRepository(db)
+            history = await repository.recent_messages(chat, HISTORY_MESSAGES)
+            question = Message(
+                id=uuid.uuid4(),
+                session_id=chat.id,
+                tenant_id=identity.tenant_id,
+                role="user",
+                content=content,
+                citations=[],
+                complete=True,
+                status="pending",
+                created_at=utcnow(),
+            )
+            await repository.add_message(question)
+            if chat.title is None:
+                await repository.set_title(identity.tenant_id, chat.id, title_from(content))
+        return question.id, history
+
+    async def _set_status(self, identity: Identity, message_id: uuid.UUID, status: str) -> None:
+        async with self.deps.database.transaction() as db:
+            await SessionRepository(db).set_message_status(identity.tenant_id, message_id, status)
 
     # --- the model ----------------------------------------------------------------------------
 
@@ -248,6 +271,7 @@ class AnswerService:
                 model=question.model if question.grounded else None,
                 complete=answer.complete,
                 status="complete" if answer.complete else "incomplete",
+                created_at=utcnow(),
             )
             # The session may have been deleted while the model answered: still meter the call.
             if await repository.exists(identity.tenant_id, question.session_id):
@@ -294,10 +318,7 @@ class AnswerService:
     async def failed(self, question: Question, error: ProviderError) -> ProviderFailed:
         """The question stays (marked failed); no answer is stored and nothing is charged."""
         log.warning("llm call failed", code=error.code, status=error.status, model=question.model)
-        async with self.deps.database.transaction() as db:
-            await SessionRepository(db).set_message_status(
-                question.identity.tenant_id, question.message_id, "failed"
-            )
+        await self._set_status(question.identity, question.message_id, "failed")
         return ProviderFailed(error)
 
 

@@ -89,9 +89,9 @@ class SessionRepository:
     # --- messages -----------------------------------------------------------------------------
 
     async def add_message(self, message: Message) -> Message:
+        """Inserted as given (``created_at`` set by the caller: no read-back)."""
         self.session.add(message)
         await self.session.flush()
-        await self.session.refresh(message)
         return message
 
     async def set_message_status(
