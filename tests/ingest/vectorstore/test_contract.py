@@ -273,6 +273,37 @@ async def test_hybrid_finds_sparse_only_and_dense_only_matches(
     assert fallback[0].id == dense_match.id
 
 
+async def test_sparse_search_and_every_hit_carries_its_similarity(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    tenant, kb = uuid.uuid4(), uuid.uuid4()
+    doc = uuid.uuid4()
+    query = unit(rng)
+    texts = ["quokka quokka zeppelin", "quokka harbour", "zeppelin only", "nothing shared"]
+    points = [chunk(tenant, kb, doc, i, unit(rng), t) for i, t in enumerate(texts)]
+    # another tenant's and another knowledge base's chunks have the words too
+    points += [chunk(uuid.uuid4(), kb, uuid.uuid4(), 0, unit(rng), "quokka quokka quokka")]
+    points += [chunk(tenant, uuid.uuid4(), uuid.uuid4(), 0, unit(rng), "quokka quokka")]
+    await store.upsert(points)
+    stored = {p.id: np.asarray(p.vector) for p in points}
+
+    hits = await store.search_sparse(tenant, kb, query, sparse_of("quokka zeppelin"), 10)
+    # both words first; then a tie (each has one word of equal IDF), never the other scopes
+    assert ids(hits)[0] == points[0].id
+    assert set(ids(hits)) == {points[0].id, points[1].id, points[2].id}
+    assert hits[0].score > hits[1].score > 0
+    assert await store.search_sparse(tenant, kb, query, SparseVector([], []), 10) == []
+
+    both = [
+        *hits,
+        *await store.search_dense(tenant, kb, query, 4),
+        *await store.search_hybrid(tenant, kb, query, sparse_of("quokka"), 4),
+    ]
+    for hit in both:
+        # cosine of two unit vectors: their dot product, whichever side found the hit
+        assert hit.similarity == pytest.approx(float(stored[hit.id] @ query), abs=1e-4)
+
+
 async def test_sparse_idf_is_computed_within_the_tenant(
     store: VectorStore, rng: np.random.Generator
 ) -> None:
