@@ -87,3 +87,17 @@ async def test_a_stream_broken_midway_ends_with_an_error_event_and_no_charge(
     assert kinds[-1] == "error" and "done" not in kinds
     assert events[-1][1]["code"].startswith("llm_")
     await assert_nothing_charged(chat, corpus, user, session["id"])
+
+
+async def test_an_unreachable_search_is_a_503_and_the_question_is_kept_as_failed(
+    chat_app: ChatService, fake_openai: FakeOpenAI
+) -> None:
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    session = await chat_app.new_session(tenant, user, uuid.uuid4())
+    answer = await chat_app.ask(tenant, user, session["id"], DISTANCE_EDUCATION)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["code"] == "retrieval_unavailable"
+    (question,) = await chat_app.messages(tenant, user, session["id"])
+    assert question["status"] == "failed"
+    assert fake_openai.requests == []
+    assert await outbox_events(chat_app) == []
