@@ -30,10 +30,12 @@ for (const manifest of manifests) {
   }
   let model;
   try {
-    const module = await import(pathToFileURL(join(nodeModules, base, version, "index.js")).href);
+    // the kind's own module (importing the version's index would load every kind)
+    const kind = String(manifest.kind ?? "").replace(/[^A-Za-z0-9]/g, "");
+    const module = await import(pathToFileURL(join(nodeModules, base, version, `${kind}.js`)).href);
     model = module[manifest.kind];
   } catch (error) {
-    result.errors.push(`no models for ${manifest.apiVersion}: ${error.message}`);
+    result.errors.push(`no model for ${manifest.apiVersion} ${manifest.kind}: ${error.message}`);
     failed = true;
     continue;
   }

@@ -1,0 +1,87 @@
+"""The one-shot steps compose (`topics`, `migrate` services) and Kubernetes (the setup Jobs) run,
+run the way they run them: `docuchat topics` creates every topic with its partition count, and
+`docuchat migrate --target all` creates and migrates every service's database without touching
+the vector store. Running them again (every release does) is safe: topics are checked here,
+migrations are alembic upgrades to head under an advisory lock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from docuchat_common.events.topics import all_topics_with_dlq
+from tests.conftest import SERVICES, Infra
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "docuchat", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _env(infra: Infra, suffix: str, tmp_path: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DOCUCHAT_ENVIRONMENT": "test",
+        "DOCUCHAT_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        # as in compose and Kubernetes: a Qdrant server nobody may need for these steps
+        "DOCUCHAT_INGEST_QDRANT_URL": "http://127.0.0.1:9",
+        "DOCUCHAT_MIGRATE_ON_START": "false",
+        "DOCUCHAT_AUTH_KEYS_DIR": str(tmp_path / "keys"),
+        "DOCUCHAT_AUTH_MAIL_FILE": str(tmp_path / "mail.jsonl"),
+    }
+    for service in SERVICES:
+        env[f"DOCUCHAT_{service.upper()}_DATABASE_URL"] = infra.async_url(
+            f"setup_{service}_{suffix}"
+        )
+    return env
+
+
+async def _alembic_heads(infra: Infra, database: str) -> list[str]:
+    admin = infra.admin_url.rsplit("/", 1)[0]
+    conn = await asyncpg.connect(f"{admin}/{database}")
+    try:
+        return [row[0] for row in await conn.fetch("SELECT version_num FROM alembic_version")]
+    finally:
+        await conn.close()
+
+
+async def _partitions(bootstrap_servers: str) -> dict[str, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([t.name for t in all_topics_with_dlq()])
+        return {d["topic"]: len(d["partitions"]) for d in described}
+    finally:
+        await admin.close()
+
+
+def test_migrate_all_creates_and_upgrades_every_database(infra: Infra, tmp_path: Path) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    result = _run(["migrate", "--target", "all"], _env(infra, suffix, tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for service in SERVICES:
+        heads = asyncio.run(_alembic_heads(infra, f"setup_{service}_{suffix}"))
+        assert len(heads) == 1, service
+
+
+def test_topics_creates_every_topic_with_its_partitions_twice(infra: Infra, tmp_path: Path) -> None:
+    env = _env(infra, "topics", tmp_path)
+    for _ in range(2):
+        result = _run(["topics"], env)
+        assert result.returncode == 0, result.stderr[-3000:]
+    counts = asyncio.run(_partitions(infra.bootstrap_servers))
+    assert counts == {t.name: t.partitions for t in all_topics_with_dlq()}
