@@ -14,7 +14,13 @@ from tests.chat.conftest import (
     outbox_events,
     sse_events,
 )
-from tests.fakes.openai_server import CITED_ANSWER, FakeOpenAI, count_tokens, message_text
+from tests.fakes.openai_server import (
+    CITED_ANSWER,
+    NO_ANSWER,
+    FakeOpenAI,
+    count_tokens,
+    message_text,
+)
 
 DISTANCE_EDUCATION = "What does the DMCA say about distance education?"
 DISTANCE_EDUCATION_PAGE = 15
@@ -211,3 +217,20 @@ async def test_a_blank_or_overlong_question_is_refused_before_anything_is_stored
         assert refused.status_code == 422, refused.text
     assert await chat.messages(corpus.tenant_id, user, session["id"]) == []
     assert fake_openai.requests == []
+
+
+async def test_an_answer_citing_no_passage_is_not_grounded_but_is_metered(
+    chat: ChatService, corpus: Corpus, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply = NO_ANSWER  # the model found nothing in the passages it was given
+    user = uuid.uuid4()
+    session = await chat.new_session(corpus.tenant_id, user, corpus.knowledge_base_id)
+    answer = await chat.ask(corpus.tenant_id, user, session["id"], DISTANCE_EDUCATION)
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert (body["content"], body["grounded"], body["citations"]) == (NO_ANSWER, False, [])
+    assert body["usage"]["completion_tokens"] == count_tokens(NO_ANSWER)
+    assert sorted(e["type"] for e in await outbox_events(chat)) == [
+        "message.completed",
+        "tokens.consumed",
+    ]

@@ -103,7 +103,8 @@ class Question:
     metered: bool = True
 
     @property
-    def grounded(self) -> bool:
+    def asks_model(self) -> bool:
+        """False when no passage was relevant: the fixed reply, no model, no tokens."""
         return self.provider is not None
 
 
@@ -251,8 +252,11 @@ class AnswerService:
     async def store(self, question: Question, answer: Answer) -> MessageOut:
         """The answer, its citations and usage, and its events, in one transaction."""
         deps, identity = self.deps, question.identity
-        citations = cited(answer.text, question.passages) if question.grounded else []
-        usage = answer.usage if question.grounded else Usage(0, 0)
+        citations = cited(answer.text, question.passages) if question.asks_model else []
+        usage = answer.usage if question.asks_model else Usage(0, 0)
+        # Grounded: backed by passages it cites. A model that cites none (it found no answer in
+        # them, or ignored the instruction) gives an answer the documents do not vouch for.
+        grounded = bool(citations)
         async with deps.database.transaction() as db:
             repository = SessionRepository(db)
             message = Message(
@@ -261,14 +265,14 @@ class AnswerService:
                 tenant_id=identity.tenant_id,
                 role="assistant",
                 content=answer.text,
-                grounded=question.grounded,
+                grounded=grounded,
                 citations=citations,
                 usage={
                     "prompt_tokens": usage.prompt_tokens,
                     "completion_tokens": usage.completion_tokens,
                     "total_tokens": usage.total_tokens,
                 },
-                model=question.model if question.grounded else None,
+                model=question.model if question.asks_model else None,
                 complete=answer.complete,
                 status="complete" if answer.complete else "incomplete",
                 created_at=utcnow(),
@@ -289,7 +293,7 @@ class AnswerService:
                         message_id=message.id,
                         user_id=identity.user_id,
                         knowledge_base_id=question.knowledge_base_id,
-                        grounded=question.grounded,
+                        grounded=grounded,
                         citations=len(citations),
                         complete=answer.complete,
                         prompt_tokens=usage.prompt_tokens,
