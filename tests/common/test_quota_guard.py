@@ -339,3 +339,42 @@ async def test_start_waits_for_a_late_broker_and_creates_the_topic(tmp_path: Any
         starting.cancel()
         await guard.stop()
         await asyncio.to_thread(broker.stop)
+
+
+async def test_tokens_spent_here_count_until_usage_has_metered_them(
+    guard: QuotaGuard, publish: Publisher
+) -> None:
+    tenant, neighbour = uuid.uuid4(), uuid.uuid4()
+    resets = utcnow() + timedelta(hours=2)
+    before = utcnow() - timedelta(seconds=5)
+    await publish.event(
+        quota(
+            tenant,
+            limits={"daily_tokens": limit(900, 1000, resets)},
+            occurred_at=before,
+        )
+    )
+    await publish.event(quota(neighbour, limits={"daily_tokens": limit(900, 1000, resets)}))
+    await guard.wait_for(tenant, plan_is("free"), timeout=30)
+    await guard.wait_for(neighbour, plan_is("free"), timeout=30)
+    guard.check(tenant, "daily_tokens")
+
+    guard.debit(tenant, 60)
+    guard.check(tenant, "daily_tokens")  # 960 of 1000
+    guard.debit(tenant, 60)
+    with pytest.raises(QuotaExceeded) as refused:
+        guard.check(tenant, "daily_tokens")  # 1020: spent before usage says so
+    assert refused.value.extra["limit"] == "daily_tokens"
+    assert 7000 < refused.value.retry_after <= 7200
+    guard.check(tenant, "documents")  # other limits are not token limits
+    guard.check(neighbour)  # another tenant's spending is its own
+
+    # A state computed after the spending includes it: the debit is no longer added.
+    await publish.event(
+        quota(tenant, plan="pro", limits={"daily_tokens": limit(1020, 100_000, resets)})
+    )
+    await guard.wait_for(tenant, plan_is("pro"), timeout=30)
+    guard.check(tenant)
+    guard.debit(tenant, 99_000)  # 1,020 + 99,000: over again
+    with pytest.raises(QuotaExceeded):
+        guard.check(tenant)

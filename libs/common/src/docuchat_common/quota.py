@@ -66,6 +66,8 @@ QUOTA_APPLY_LAG = Histogram(
 # changes plan, a moment nobody can name. An hour tells clients not to retry in a tight loop
 # without locking them out long after they have made room.
 NO_RESET_RETRY_AFTER = 3600.0
+# The limits that tokens spend (see QuotaGuard.debit).
+TOKEN_LIMITS = frozenset({"daily_tokens", "monthly_tokens"})
 
 _EVENTS: TypeAdapter[Any] = TypeAdapter(event_union(QuotaChanged))
 
@@ -97,6 +99,8 @@ class QuotaGuard:
         # The plan's requests per minute, counted per tenant in this replica (a moving window:
         # no burst of twice the limit across a minute boundary).
         self._rate = MovingWindowRateLimiter(MemoryStorage())
+        # Tokens this replica spent that usage may not have metered yet: (when, tokens).
+        self._debits: dict[uuid.UUID, list[tuple[datetime, int]]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -149,13 +153,22 @@ class QuotaGuard:
         return event.data if event is not None else None
 
     def check(self, tenant_id: uuid.UUID, *limits: str) -> None:
-        """Raise :class:`QuotaExceeded` when any named limit (default: any) is spent now."""
+        """Raise :class:`QuotaExceeded` when any named limit (default: any) is spent now.
+
+        Token limits count this replica's own recent spending (:meth:`debit`) on top of the
+        published state, so a burst of requests cannot run far past a limit while usage is
+        still metering the first of them."""
         state = self.state(tenant_id)
         if state is None:
             return
         now = utcnow()
         names = limits or tuple(dict.fromkeys([*state.exceeded, *state.limits]))
-        spent = [(wait, name) for name in names if (wait := _wait(state, name, now)) is not None]
+        pending = self._pending(tenant_id)
+        spent = [
+            (wait, name)
+            for name in names
+            if (wait := _wait(state, name, now, pending if name in TOKEN_LIMITS else 0)) is not None
+        ]
         if not spent:
             return
         # The binding limit is the one that frees up last: retrying earlier would fail again.
@@ -172,6 +185,26 @@ class QuotaGuard:
             retry_after=wait,
             extra={"limit": name, "resets_at": resets_at.isoformat() if resets_at else None},
         )
+
+    def debit(self, tenant_id: uuid.UUID, tokens: int, *, at: datetime | None = None) -> None:
+        """Tokens just spent for the tenant here: they count against its token limits until a
+        state computed after them arrives (by then usage has metered them)."""
+        if tokens > 0:
+            self._debits.setdefault(tenant_id, []).append((_aware(at or utcnow()), tokens))
+
+    def _pending(self, tenant_id: uuid.UUID) -> int:
+        debits = self._debits.get(tenant_id)
+        if not debits:
+            return 0
+        event = self._events.get(tenant_id)
+        if event is not None:
+            covered = _aware(event.occurred_at)
+            debits = [(at, n) for at, n in debits if at > covered]
+            if debits:
+                self._debits[tenant_id] = debits
+            else:
+                del self._debits[tenant_id]
+        return sum(n for _, n in debits)
 
     def check_rate(self, tenant_id: uuid.UUID) -> None:
         """Count one request; raise :class:`RateLimited` past the plan's requests per minute.
@@ -375,10 +408,17 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _wait(state: QuotaChangedData, name: str, now: datetime) -> float | None:
-    """Seconds until limit ``name`` frees up when it is spent now, else None."""
+def _wait(state: QuotaChangedData, name: str, now: datetime, pending: int = 0) -> float | None:
+    """Seconds until limit ``name`` frees up when it is spent now (``pending`` more used than
+    the state says), else None."""
     limit = state.limits.get(name)
-    spent = name in state.exceeded or (limit is not None and limit.remaining == 0)
+    spent = name in state.exceeded or (
+        limit is not None
+        and (
+            limit.remaining == 0
+            or (limit.limit is not None and pending > 0 and limit.used + pending >= limit.limit)
+        )
+    )
     if not spent:
         return None
     if limit is None or limit.resets_at is None:
