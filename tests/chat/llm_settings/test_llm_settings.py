@@ -5,6 +5,8 @@ tenant's answers."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -17,7 +19,7 @@ from docuchat_chat.settings import ChatSettings
 from docuchat_common.events.catalog import QuotaChangedData
 from docuchat_common.settings import DEV_SECRET
 from tests.chat.answering.test_ask import DISTANCE_EDUCATION
-from tests.chat.conftest import ChatService, Corpus
+from tests.chat.conftest import ChatService, Corpus, serve_chat
 from tests.fakes.openai_server import FakeOpenAI
 
 SETTINGS = "/api/v1/llm-settings"
@@ -126,3 +128,26 @@ def test_a_masked_key_shows_its_prefix_and_last_four() -> None:
     assert mask("sk-proj-abcdefghijkl") == "sk-...ijkl"
     assert mask("abcdefghijkl") == "...ijkl"
     assert mask("short") == "..."
+
+
+async def test_a_new_encryption_key_put_first_re_encrypts_stored_keys_at_start(
+    settings_for: Any, infra: Any, keys_dir: Path, fake_openai: FakeOpenAI
+) -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    tenant = uuid.uuid4()
+    async with serve_chat(
+        settings_for, infra, keys_dir, llm_key_encryption_keys=SecretStr(old)
+    ) as before:
+        saved = await before.client.patch(
+            SETTINGS, json={"api_key": TENANT_KEY}, headers=before.headers(tenant)
+        )
+        assert saved.status_code == 200, saved.text
+    async with serve_chat(
+        settings_for, infra, keys_dir, llm_key_encryption_keys=SecretStr(f"{new},{old}")
+    ) as after:
+        async with after.runtime.database.transaction() as db:
+            row = (await db.scalars(select(LLMSettings))).one()
+        assert row.api_key_encrypted is not None
+        assert KeyVault(SecretStr(new)).decrypt(row.api_key_encrypted) == TENANT_KEY
+        read = await after.client.get(SETTINGS, headers=after.headers(tenant))
+        assert read.json()["api_key"] == "sk-...cdef"

@@ -11,16 +11,21 @@ from docuchat_chat.exports.router import router as exports_router
 from docuchat_chat.feedback.router import router as feedback_router
 from docuchat_chat.llm.registry import ProviderRegistry
 from docuchat_chat.llm_settings.crypto import KeyVault
+from docuchat_chat.llm_settings.repository import LLMSettingsRepository
 from docuchat_chat.llm_settings.router import router as llm_settings_router
+from docuchat_chat.llm_settings.service import LLMSettingsService
 from docuchat_chat.models import metadata
 from docuchat_chat.sessions import consumers as session_consumers
 from docuchat_chat.sessions.router import router as sessions_router
 from docuchat_chat.settings import ChatSettings
 from docuchat_common.events.catalog import MessageCompleted, TokensConsumed
+from docuchat_common.logging import get_logger
 from docuchat_common.quota import QuotaGuard
 from docuchat_common.service import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+log = get_logger(__name__)
 
 
 def build_runtime(settings: ChatSettings | None = None) -> ServiceRuntime:
@@ -45,6 +50,10 @@ def build_runtime(settings: ChatSettings | None = None) -> ServiceRuntime:
     runtime.state["key_vault"] = vault
 
     async def start(_: ServiceRuntime) -> None:
+        async with runtime.database.transaction() as db:
+            rotated = await LLMSettingsService(LLMSettingsRepository(db), vault, None).rotate_keys()
+        if rotated:
+            log.info("tenant LLM keys re-encrypted with the current key", count=rotated)
         registry = ProviderRegistry(settings)
         retrieval = RetrievalClient(
             settings.retrieval_url, timeout=settings.retrieval_timeout_seconds

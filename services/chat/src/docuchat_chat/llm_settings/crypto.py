@@ -24,7 +24,9 @@ class KeyVault:
         parts = [k.strip() for k in keys.get_secret_value().split(",") if k.strip()]
         if not parts:
             raise ValueError("no LLM key encryption key configured")
-        self._fernet = MultiFernet([_fernet(k) for k in parts])
+        fernets = [_fernet(k) for k in parts]
+        self._primary = fernets[0]
+        self._fernet = MultiFernet(fernets)
 
     def encrypt(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()
@@ -34,6 +36,14 @@ class KeyVault:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
             raise ValueError("the stored LLM API key cannot be decrypted with any key") from exc
+
+    def is_current(self, token: str) -> bool:
+        """Encrypted with the first key (nothing to rotate)."""
+        try:
+            self._primary.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
 
     def rotate(self, token: str) -> str:
         """The same secret encrypted with the current first key."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_chat.models import LLMSettings
@@ -24,3 +25,12 @@ class LLMSettingsRepository:
     async def save(self, row: LLMSettings) -> None:
         await self.session.flush()
         await self.session.refresh(row)
+
+    async def with_keys(self) -> list[LLMSettings]:
+        """Every tenant's settings that hold a key, locked until the transaction ends."""
+        stmt = (
+            select(LLMSettings)
+            .where(LLMSettings.api_key_encrypted.is_not(None))
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.scalars(stmt)).all())

@@ -52,6 +52,19 @@ class LLMSettingsService:
         await self.repository.save(row)
         return settings_out(row)
 
+    async def rotate_keys(self) -> int:
+        """Re-encrypt stored keys that an older encryption key protects with the current one, so
+        the older one can be dropped; how many were."""
+        rotated = 0
+        for row in await self.repository.with_keys():
+            token = row.api_key_encrypted
+            if token is not None and not self.vault.is_current(token):
+                row.api_key_encrypted = self.vault.rotate(token)
+                rotated += 1
+        if rotated:
+            await self.repository.session.flush()
+        return rotated
+
     async def provider_config(
         self, tenant_id: uuid.UUID, default: ProviderConfig
     ) -> ProviderConfig:
