@@ -4,7 +4,10 @@ restore, delete; each user sees only their own, another tenant's or user's is a 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
+from docuchat_chat.models import Message
+from docuchat_chat.sessions.repository import SessionRepository
 from tests.chat.conftest import ChatService
 
 SESSIONS = "/api/v1/sessions"
@@ -97,3 +100,42 @@ async def test_creating_needs_a_knowledge_base_and_credentials(chat_app: ChatSer
     assert missing.status_code == 422
     anonymous = await chat_app.client.get(SESSIONS)
     assert anonymous.status_code == 401
+
+
+async def test_messages_page_oldest_first_even_when_stored_together(chat_app: ChatService) -> None:
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    session = await chat_app.new_session(tenant, user, uuid.uuid4(), title="t")
+    at = datetime.now(UTC)
+    async with chat_app.runtime.database.transaction() as db:  # one timestamp for all of them
+        repository = SessionRepository(db)
+        for i in range(7):
+            await repository.add_message(
+                Message(
+                    id=uuid.uuid4(),
+                    session_id=uuid.UUID(session["id"]),
+                    tenant_id=tenant,
+                    role="user" if i % 2 == 0 else "assistant",
+                    content=f"m{i}",
+                    citations=[],
+                    complete=True,
+                    status="answered",
+                    created_at=at,
+                )
+            )
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, str | int] = {"limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = await chat_app.client.get(
+            f"{SESSIONS}/{session['id']}/messages",
+            params=params,
+            headers=chat_app.headers(tenant, user),
+        )
+        assert page.status_code == 200, page.text
+        seen += [m["content"] for m in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"m{i}" for i in range(7)]
