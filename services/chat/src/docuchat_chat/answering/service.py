@@ -317,6 +317,10 @@ class AnswerService:
                     )
                 )
             await deps.outbox.add(db, *events)
+        if deps.quota is not None and usage.metered and question.metered:
+            # Counted here at once: the next question of a tenant at its limit must not wait
+            # for usage to meter this one (the quota overshoot stays within what was in flight).
+            deps.quota.debit(identity.tenant_id, usage.total_tokens)
         return message_out(message)
 
     async def failed(self, question: Question, error: ProviderError) -> ProviderFailed:
