@@ -28,7 +28,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from limits import RateLimitItemPerMinute
@@ -86,6 +86,7 @@ class QuotaGuard:
         service: str,
         start_timeout: float = 30.0,
         max_backoff: float = 5.0,
+        metering_allowance: float = 2.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.service = service
@@ -101,6 +102,10 @@ class QuotaGuard:
         self._rate = MovingWindowRateLimiter(MemoryStorage())
         # Tokens this replica spent that usage may not have metered yet: (when, tokens).
         self._debits: dict[uuid.UUID, list[tuple[datetime, int]]] = {}
+        # A state published at T may not include tokens spent shortly before T (still on their
+        # way through the outbox, the broker and usage's batch): a debit is dropped only once
+        # a state this much newer than it arrives. Near a limit this errs on refusing early.
+        self.metering_allowance = timedelta(seconds=metering_allowance)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -198,7 +203,7 @@ class QuotaGuard:
             return 0
         event = self._events.get(tenant_id)
         if event is not None:
-            covered = _aware(event.occurred_at)
+            covered = _aware(event.occurred_at) - self.metering_allowance
             debits = [(at, n) for at, n in debits if at > covered]
             if debits:
                 self._debits[tenant_id] = debits
