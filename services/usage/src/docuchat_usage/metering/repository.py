@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -40,19 +40,23 @@ class PeriodRows:
     tokens: list[int] = field(default_factory=list)
 
 
-# One statement over arrays (unnest): one round trip and no per-row parameter work, whatever
-# the batch size. ``{where}`` may make it conditional.
+# One statement over arrays (unnest): one round trip whatever the batch size. ``{where}`` may
+# make it conditional. UUIDs and numbers travel as one array literal each (text, parsed by
+# PostgreSQL): the driver would otherwise check and encode every element in Python, which cost
+# more than the rest of the batch. Models (free text) travel once each, rows point at them.
 BUCKETS_UPSERT = """
     INSERT INTO usage_buckets (
         tenant_id, hour, user_id, model,
         prompt_tokens, completion_tokens, embedding_tokens, events
     )
-    SELECT * FROM unnest(
-        CAST(:b_tenants AS uuid[]), CAST(:b_hours AS timestamptz[]),
-        CAST(:b_users AS uuid[]), CAST(:b_models AS varchar[]),
-        CAST(:b_prompt AS bigint[]), CAST(:b_completion AS bigint[]),
-        CAST(:b_embedding AS bigint[]), CAST(:b_events AS int[])
-    ) {where}
+    SELECT tenant_id, to_timestamp(epoch), user_id, (CAST(:b_model_names AS varchar[]))[model],
+        prompt, completion, embedding, events
+    FROM unnest(
+        CAST(CAST(:b_tenants AS text) AS uuid[]), CAST(CAST(:b_hours AS text) AS bigint[]),
+        CAST(CAST(:b_users AS text) AS uuid[]), CAST(CAST(:b_models AS text) AS int[]),
+        CAST(CAST(:b_prompt AS text) AS bigint[]), CAST(CAST(:b_completion AS text) AS bigint[]),
+        CAST(CAST(:b_embedding AS text) AS bigint[]), CAST(CAST(:b_events AS text) AS int[])
+    ) AS bucket (tenant_id, epoch, user_id, model, prompt, completion, embedding, events) {where}
     ON CONFLICT (tenant_id, hour, user_id, model) DO UPDATE SET
         prompt_tokens = usage_buckets.prompt_tokens + excluded.prompt_tokens,
         completion_tokens = usage_buckets.completion_tokens + excluded.completion_tokens,
@@ -62,19 +66,18 @@ BUCKETS_UPSERT = """
 PERIODS_UPSERT = """
     INSERT INTO tenant_period_usage (tenant_id, period, starts_on, tokens)
     SELECT * FROM unnest(
-        CAST(:p_tenants AS uuid[]), CAST(:p_periods AS varchar[]),
-        CAST(:p_starts AS date[]), CAST(:p_tokens AS bigint[])
+        CAST(CAST(:p_tenants AS text) AS uuid[]), CAST(:p_periods AS varchar[]),
+        CAST(:p_starts AS date[]), CAST(CAST(:p_tokens AS text) AS bigint[])
     ) {where}
     ON CONFLICT (tenant_id, period, starts_on) DO UPDATE SET
         tokens = tenant_period_usage.tokens + excluded.tokens
 """
 
-
 # Claim the events; only if none was claimed before, add the sums in the same statement (data-
 # modifying CTEs run once each, whatever the outer query reads). Returns the ids seen before.
 CLAIM_AND_ADD = """
     WITH ids AS (
-        SELECT unnest(CAST(:ids AS uuid[])) AS id
+        SELECT unnest(CAST(CAST(:ids AS text) AS uuid[])) AS id
     ), claimed AS (
         INSERT INTO processed_events (consumer, event_id, event_type)
         SELECT :consumer, id, :event_type FROM ids
@@ -94,25 +97,33 @@ CLAIM_AND_ADD = """
 )
 
 
+def _array(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal of values that need no quoting: canonical UUID strings and
+    integers."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def _bucket_params(rows: BucketRows) -> dict[str, Any]:
+    models: dict[str, int] = {}
     return {
-        "b_tenants": rows.tenants,
-        "b_hours": rows.hours,
-        "b_users": rows.users,
-        "b_models": rows.models,
-        "b_prompt": rows.prompt,
-        "b_completion": rows.completion,
-        "b_embedding": rows.embedding,
-        "b_events": rows.events,
+        "b_tenants": _array(rows.tenants),
+        "b_hours": _array(int(hour.timestamp()) for hour in rows.hours),
+        "b_users": _array(rows.users),
+        "b_models": _array(models.setdefault(m, len(models) + 1) for m in rows.models),
+        "b_model_names": list(models),
+        "b_prompt": _array(rows.prompt),
+        "b_completion": _array(rows.completion),
+        "b_embedding": _array(rows.embedding),
+        "b_events": _array(rows.events),
     }
 
 
 def _period_params(rows: PeriodRows) -> dict[str, Any]:
     return {
-        "p_tenants": rows.tenants,
+        "p_tenants": _array(rows.tenants),
         "p_periods": rows.periods,
         "p_starts": rows.starts,
-        "p_tokens": rows.tokens,
+        "p_tokens": _array(rows.tokens),
     }
 
 
@@ -147,7 +158,7 @@ class MeteringRepository:
             {
                 "consumer": consumer,
                 "event_type": event_type,
-                "ids": event_ids,
+                "ids": _array(event_ids),
                 **_bucket_params(buckets),
                 **_period_params(periods),
             },

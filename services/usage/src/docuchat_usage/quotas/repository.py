@@ -4,8 +4,8 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Uuid, any_, delete, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_usage.models import (
@@ -17,6 +17,12 @@ from docuchat_usage.models import (
 )
 
 
+def _any_of(tenant_ids: set[uuid.UUID]) -> Any:
+    """``= ANY(array)``: one statement (and one prepared plan) whatever the number of tenants, where
+    ``IN`` renders one parameter per tenant."""
+    return any_(literal(list(tenant_ids), type_=ARRAY(Uuid())))
+
+
 class QuotaRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -25,7 +31,7 @@ class QuotaRepository:
         rows = await self.session.execute(
             select(Subscription.tenant_id, Plan)
             .join(Plan, Plan.id == Subscription.plan_id)
-            .where(Subscription.tenant_id.in_(tenant_ids))
+            .where(Subscription.tenant_id == _any_of(tenant_ids))
         )
         return {tenant_id: plan for tenant_id, plan in rows}
 
@@ -34,7 +40,7 @@ class QuotaRepository:
     ) -> dict[uuid.UUID, int]:
         rows = await self.session.execute(
             select(TenantPeriodUsage.tenant_id, TenantPeriodUsage.tokens).where(
-                TenantPeriodUsage.tenant_id.in_(tenant_ids),
+                TenantPeriodUsage.tenant_id == _any_of(tenant_ids),
                 TenantPeriodUsage.period == period,
                 TenantPeriodUsage.starts_on == starts_on,
             )
@@ -48,7 +54,7 @@ class QuotaRepository:
                 func.count(),
                 func.coalesce(func.sum(UsageDocument.size_bytes), 0),
             )
-            .where(UsageDocument.tenant_id.in_(tenant_ids))
+            .where(UsageDocument.tenant_id == _any_of(tenant_ids))
             .group_by(UsageDocument.tenant_id)
         )
         return {tenant_id: (int(n), int(size)) for tenant_id, n, size in rows}
@@ -56,7 +62,7 @@ class QuotaRepository:
     async def states_for_update(self, tenant_ids: set[uuid.UUID]) -> dict[uuid.UUID, QuotaState]:
         """Locked: two consumers evaluating one tenant publish in turn, never twice."""
         rows = await self.session.scalars(
-            select(QuotaState).where(QuotaState.tenant_id.in_(tenant_ids)).with_for_update()
+            select(QuotaState).where(QuotaState.tenant_id == _any_of(tenant_ids)).with_for_update()
         )
         return {row.tenant_id: row for row in rows}
 
