@@ -89,3 +89,80 @@ class RequestContextMiddleware:
                     HTTP_LATENCY.labels(self.service, method, template).observe(
                         time.perf_counter() - started
                     )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimitMiddleware:
+    """413 ``payload_too_large`` for a request body over ``max_bytes``: at once when the
+    declared Content-Length says so, else as soon as the streamed body passes it (a chunked
+    body is counted, not trusted). Multipart uploads are left to their route, which enforces
+    the plan's larger file limit while the file streams.
+
+    The gateway does not limit bodies: Traefik's buffering middleware would also buffer
+    responses, holding back streamed answers."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._is_upload(scope):
+            await self.app(scope, receive, send)
+            return
+        declared = self._content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413,
+            "payload_too_large",
+            "Payload too large",
+            f"the request body exceeds {self.max_bytes} bytes",
+            extra={"max_body_bytes": self.max_bytes},
+        )
+        await response(scope, receive, send)
+
+    @staticmethod
+    def _is_upload(scope: Scope) -> bool:
+        for key, value in scope.get("headers", ()):
+            if key.lower() == b"content-type":
+                return bool(value.lower().startswith(b"multipart/form-data"))
+        return False
+
+    @staticmethod
+    def _content_length(scope: Scope) -> int | None:
+        for key, value in scope.get("headers", ()):
+            if key.lower() == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None

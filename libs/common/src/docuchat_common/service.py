@@ -33,7 +33,7 @@ from docuchat_common.health import HealthChecks
 from docuchat_common.identity import JWKSCache, TokenVerifier
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import metrics_router
-from docuchat_common.middleware import RequestContextMiddleware
+from docuchat_common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from docuchat_common.settings import ServiceSettings
 from docuchat_common.telemetry import configure_tracing
 
@@ -216,6 +216,7 @@ class ServiceRuntime:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+        app.add_middleware(BodySizeLimitMiddleware, max_bytes=self.settings.max_request_body_bytes)
         app.add_middleware(RequestContextMiddleware, service=self.name)
         return app
 

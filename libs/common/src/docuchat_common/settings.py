@@ -54,6 +54,8 @@ class ServiceSettings(BaseSettings):
     # On shutdown a consumer finishes its in-flight message for up to this long, then abandons
     # it uncommitted (redelivered elsewhere). Keep the pod's grace period above it.
     consumer_graceful_timeout_seconds: float = 15.0
+    # JSON bodies; multipart uploads have their own (larger, per plan) limit.
+    max_request_body_bytes: int = 1024 * 1024
     # The embedded broker keeps everything in memory: a restart loses topics and offsets.
     kafka_ephemeral_broker: bool = False
     kafka_session_timeout_ms: int = 10_000
