@@ -42,6 +42,8 @@ class ChatSettings(ServiceSettings):
     # Consecutive failed calls that open an endpoint's circuit breaker, and how long it stays open.
     llm_breaker_threshold: int = Field(default=5, ge=1)
     llm_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    # Tenants' own base_url may point into the private network (dev and test always may).
+    llm_allow_private_base_urls: bool = False
 
     # Encrypt tenants' LLM API keys at rest: comma-separated Fernet keys (or passphrases, from
     # which a Fernet key is derived). The first encrypts; all decrypt, so a new key is rotated in

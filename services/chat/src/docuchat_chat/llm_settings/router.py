@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Request
 
 from docuchat_chat.llm_settings.repository import LLMSettingsRepository
 from docuchat_chat.llm_settings.schemas import LLMSettingsOut, LLMSettingsPatch
 from docuchat_chat.llm_settings.service import LLMSettingsService
+from docuchat_chat.settings import ChatSettings
 from docuchat_common.identity import Identity, require
 from docuchat_common.service import DbSession, runtime_of
 
@@ -17,8 +18,13 @@ Admin = Annotated[Identity, Depends(require(role="admin", scope="admin"))]
 
 def llm_settings_service(request: Request, session: DbSession) -> LLMSettingsService:
     runtime = runtime_of(request)
+    settings = cast(ChatSettings, runtime.settings)
     return LLMSettingsService(
-        LLMSettingsRepository(session), runtime.state["key_vault"], runtime.state.get("quota")
+        LLMSettingsRepository(session),
+        runtime.state["key_vault"],
+        runtime.state.get("quota"),
+        allow_private_base_urls=settings.llm_allow_private_base_urls
+        or settings.environment in ("dev", "test"),
     )
 
 

@@ -10,6 +10,7 @@ from docuchat_chat.llm.port import ProviderConfig
 from docuchat_chat.llm_settings.crypto import KeyVault, mask
 from docuchat_chat.llm_settings.repository import LLMSettingsRepository
 from docuchat_chat.llm_settings.schemas import LLMSettingsOut, LLMSettingsPatch
+from docuchat_chat.llm_settings.url_policy import check_base_url
 from docuchat_chat.models import LLMSettings
 from docuchat_common.identity import Identity
 from docuchat_common.quota import QuotaGuard
@@ -25,11 +26,17 @@ def settings_out(row: LLMSettings | None) -> LLMSettingsOut:
 
 class LLMSettingsService:
     def __init__(
-        self, repository: LLMSettingsRepository, vault: KeyVault, quota: QuotaGuard | None
+        self,
+        repository: LLMSettingsRepository,
+        vault: KeyVault,
+        quota: QuotaGuard | None,
+        *,
+        allow_private_base_urls: bool = False,
     ) -> None:
         self.repository = repository
         self.vault = vault
         self.quota = quota
+        self.allow_private_base_urls = allow_private_base_urls
 
     async def get(self, identity: Identity) -> LLMSettingsOut:
         return settings_out(await self.repository.get(identity.tenant_id))
@@ -38,6 +45,8 @@ class LLMSettingsService:
         fields = patch.model_fields_set
         if "model" in fields and patch.model is not None and self.quota is not None:
             self.quota.check_fixed(identity.tenant_id, model=patch.model)
+        if "base_url" in fields and patch.base_url is not None:
+            await check_base_url(str(patch.base_url), allow_private=self.allow_private_base_urls)
         row = await self.repository.get_or_new(identity.tenant_id)
         if "api_key" in fields:
             if patch.api_key is None:
