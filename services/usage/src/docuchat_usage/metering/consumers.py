@@ -36,6 +36,9 @@ log = get_logger(__name__)
 TOKENS_GROUP = "usage.tokens"
 DOCUMENTS_GROUP = "usage.documents"
 TOKENS_BATCH = 10_000
+# Transactions per batch, each over its own partitions (so its own tenants: events are keyed by
+# tenant), committing in parallel: the database, not the decoding, bounds metering.
+TOKENS_LANES = 2
 YIELD_EVERY = 250  # records decoded between two looks at the transaction in flight
 
 
@@ -69,15 +72,16 @@ class TokensConsumer:
     JSON decode, then pydantic), claims events through an ORM executemany and leaves the
     process idle while each batch's transaction runs: about 7k events/s. Here the subscriber
     takes the batch's raw bytes, decodes them with one msgspec struct, sums them in plain dicts
-    and claims the whole batch in one statement; and batch N+1 is fetched, decoded and summed
-    while batch N's transaction runs (one batch in flight, its offsets committed by hand once
-    it has committed). The guarantees are those of ``subscribe_batch``, one for one:
+    and claims the whole batch in one statement; batch N+1 is fetched, decoded and summed while
+    batch N's transactions run (one per lane of partitions, in parallel; one batch in flight;
+    each lane's offsets committed by hand once its transaction has committed). The guarantees
+    are those of ``subscribe_batch``, one for one:
 
     - a message the struct refuses is decided by the catalog's pydantic models as before:
       another event type or version is skipped, a malformed one goes to ``<topic>.dlq``;
     - duplicates are dropped by the claim in ``processed_events``, keyed by the *logical*
       consumer, so a second group replaying the topic changes nothing; a redelivery inside the
-      batch keeps the first copy;
+      batch keeps the first copy (a copy in another lane loses to it at the claim);
     - the claim, the counters and the quota state of the tenants touched commit together; a
       failing batch is retried, then replayed one event per transaction so only the poison one
       is dead-lettered;
@@ -92,7 +96,7 @@ class TokensConsumer:
         self.max_records = max_records
         self.consumer = TOKENS_GROUP  # claims are per logical consumer, whatever the group
         self.group = runtime.consumers.group_prefix + TOKENS_GROUP
-        self.in_flight: asyncio.Task[None] | None = None
+        self.in_flight: list[asyncio.Task[None]] = []
         self.stopping = False
 
     def subscribe(self) -> None:
@@ -142,26 +146,28 @@ class TokensConsumer:
     async def take(
         self, records: Sequence[ConsumerRecord[Any, Any]], consumer: AIOKafkaConsumer
     ) -> None:
-        """Decode and sum a batch (while the previous one's transaction runs), then hand it to
-        the database and return for the next one."""
-        batch, tally = await self.decode(records)
-        sums = tally.sums()
-        offsets = _offsets_after(records)
+        """Decode and sum a batch (while the previous one's transactions run), then hand it to
+        the database, one transaction per lane of partitions, and return for the next one."""
+        lanes: dict[int, list[ConsumerRecord[Any, Any]]] = {}
+        for record in records:
+            lanes.setdefault(record.partition % TOKENS_LANES, []).append(record)
+        commits = []
+        for lane in lanes.values():
+            batch, tally = await self.decode(lane)
+            commits.append(self.commit(batch, tally.sums(), _offsets_after(lane), consumer))
         await self.drain()
-        commit = self.commit(batch, sums, offsets, consumer)
         if self.stopping:
-            await commit
+            await asyncio.gather(*commits)
             return
-        self.in_flight = asyncio.create_task(commit, name="usage-tokens-batch")
-        await asyncio.sleep(0)  # let it send its first statement before Kafka has us again
+        self.in_flight = [asyncio.create_task(commit) for commit in commits]
+        await asyncio.sleep(0)  # let them send their first statement before Kafka has us again
 
     async def drain(self, _: ServiceRuntime | None = None) -> None:
         """Wait for the batch in flight (at stop: and handle any later batch inline)."""
         if _ is not None:
             self.stopping = True
-        if self.in_flight is not None:
-            await self.in_flight
-            self.in_flight = None
+        in_flight, self.in_flight = self.in_flight, []
+        await asyncio.gather(*in_flight)
 
     async def decode(
         self, records: Sequence[ConsumerRecord[Any, Any]]
