@@ -39,6 +39,7 @@ TOKENS_BATCH = 10_000
 # Transactions per batch, each over its own partitions (so its own tenants: events are keyed by
 # tenant), committing in parallel: the database, not the decoding, bounds metering.
 TOKENS_LANES = 2
+OFFSET_COMMIT_TIMEOUT = 30.0  # seconds
 YIELD_EVERY = 250  # records decoded between two looks at the transaction in flight
 
 
@@ -209,7 +210,9 @@ class TokensConsumer:
         try:
             if batch:
                 await self._meter(batch, sums)
-            await consumer.commit(offsets)
+            # Bounded: aiokafka retries a commit for as long as the coordinator is unavailable,
+            # and the next batch waits for this one.
+            await asyncio.wait_for(consumer.commit(offsets), OFFSET_COMMIT_TIMEOUT)
         except Exception:
             # Not committed: the batch comes again (after a restart or a rebalance) and the
             # claims drop what was metered.
