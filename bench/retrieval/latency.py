@@ -69,6 +69,9 @@ async def measure(
     sparse = SparseEncoder()
     tenant_id, kb = uuid.UUID(tenant.id), uuid.UUID(kb_id)
     chunks = await store.count(tenant_id, kb)
+    listed = await tenant.chunks(kb_id)
+    if listed != chunks:
+        raise AssertionError(f"the shard copy holds {chunks} chunks, the documents {listed}")
 
     async def bare(query: str) -> float:
         started = time.perf_counter()

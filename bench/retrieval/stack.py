@@ -147,6 +147,23 @@ class Tenant:
             await asyncio.sleep(2)
         raise TimeoutError("documents still pending")
 
+    async def chunks(self, kb_id: str) -> int:
+        """The chunks of the knowledge base's documents, as the documents API counts them."""
+        total, cursor = 0, None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if cursor:
+                params["cursor"] = cursor
+            r = await self.client.get(
+                f"{KB}/{kb_id}/documents", params=params, headers=self.headers
+            )
+            r.raise_for_status()
+            page = r.json()
+            total += sum(d["chunks"] or 0 for d in page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return total
+
     async def search(
         self, kb_id: str, query: str, top_k: int, mode: str = "hybrid"
     ) -> list[dict[str, Any]]:
