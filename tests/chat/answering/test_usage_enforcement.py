@@ -93,7 +93,18 @@ async def test_spending_the_daily_tokens_stops_chat_until_an_upgrade_or_the_next
     )
     assert upgraded.status_code == 200, upgraded.text
     await chat.quota.wait_for(tenant, lambda s: s is not None and s.plan == "pro", timeout=30)
-    assert (await _ask(chat, tenant, user, chat_session)).status_code == 201
+    on_pro = await _ask(chat, tenant, user, chat_session)
+    assert on_pro.status_code == 201, on_pro.text
+    chat_total = spent_tokens + on_pro.json()["usage"]["total_tokens"]
+
+    async def all_metered() -> bool:
+        tokens = (await usage.client.get("/api/v1/usage", headers=usage.token(tenant))).json()[
+            "tokens"
+        ]
+        return bool(tokens["prompt"] + tokens["completion"] == chat_total)
+
+    # (usage has every answer of today before we pretend the day is over)
+    await eventually(all_metered, what="the answer on the pro plan metered")
 
     # Back on the small plan the day's tokens are spent again, until the day ends.
     await usage.client.put("/api/v1/usage/plan", json={"plan": "free"}, headers=usage.token(tenant))
