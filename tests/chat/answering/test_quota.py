@@ -10,7 +10,7 @@ from httpx_ws import aconnect_ws
 
 from docuchat_common.events.catalog import QuotaChangedData, QuotaLimitState
 from tests.chat.answering.test_ask import DISTANCE_EDUCATION
-from tests.chat.conftest import ChatService, Corpus, outbox_events
+from tests.chat.conftest import ChatService, Corpus, HttpService, make_kb, outbox_events
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -89,3 +89,22 @@ async def test_a_model_outside_the_plan_is_refused(
     assert refused.json()["allowed_models"] == ["gpt-4o"]
     assert fake_openai.chat_requests == []
     assert await chat.messages(tenant, user, session["id"]) == []
+
+
+async def test_questions_over_a_websocket_count_against_the_plans_request_rate(
+    chat: ChatService, ingest: HttpService
+) -> None:
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    empty_kb = await make_kb(ingest, tenant)  # answered at once: "not in your documents"
+    session = await chat.new_session(tenant, user, empty_kb)
+    await chat.set_quota(tenant, QuotaChangedData(plan="free", limits={}, requests_per_minute=1))
+    url = f"{chat.url.replace('http', 'ws')}/api/v1/sessions/{session['id']}/ws"
+    async with aconnect_ws(url, chat.client, headers=chat.headers(tenant, user)) as ws:
+        await ws.send_json({"content": DISTANCE_EDUCATION})
+        first = await ws.receive_json()
+        while first["type"] not in ("done", "error"):
+            first = await ws.receive_json()
+        await ws.send_json({"content": DISTANCE_EDUCATION})
+        second = await ws.receive_json()
+    assert first["type"] == "done", first
+    assert (second["type"], second["status"], second["code"]) == ("error", 429, "rate_limited")

@@ -193,6 +193,8 @@ async def _answer_over(
 ) -> bool:
     """One exchange; False when the client went away."""
     try:
+        if service.deps.quota is not None:  # per question, as each HTTP POST is counted
+            service.deps.quota.check_rate(identity.tenant_id)
         question = await service.ask(identity, session_id, content, headers)
         run = service.stream(question)
         await run.start()
