@@ -386,3 +386,27 @@ async def test_tokens_spent_here_count_until_usage_has_metered_them(
     await publish.event(pro(1020, 1101, 3))
     await guard.wait_for(tenant, lambda s: s is not None and s.limits["daily_tokens"].limit == 1101)
     guard.check(tenant)
+
+
+async def test_spending_of_a_period_that_ended_does_not_count_in_the_next(
+    guard: QuotaGuard, publish: Publisher
+) -> None:
+    tenant = uuid.uuid4()
+    midnight = utcnow() + timedelta(minutes=30)
+    await publish.event(quota(tenant, limits={"daily_tokens": limit(500, 1000, midnight)}))
+    await guard.wait_for(tenant, plan_is("free"), timeout=30)
+    guard.debit(tenant, 600)
+    with pytest.raises(QuotaExceeded):
+        guard.check(tenant, "daily_tokens")
+
+    # The reset arrives at once (usage published it right after the debit): a new day, with
+    # nothing used. Today's debit may not be in usage's figures yet, but it is not tomorrow's.
+    await publish.event(
+        quota(
+            tenant,
+            plan="pro",
+            limits={"daily_tokens": limit(0, 1000, midnight + timedelta(days=1))},
+        )
+    )
+    await guard.wait_for(tenant, plan_is("pro"), timeout=30)
+    guard.check(tenant, "daily_tokens")

@@ -168,11 +168,11 @@ class QuotaGuard:
             return
         now = utcnow()
         names = limits or tuple(dict.fromkeys([*state.exceeded, *state.limits]))
-        pending = self._pending(tenant_id)
+        debits = self._debits_after_state(tenant_id)
         spent = [
             (wait, name)
             for name in names
-            if (wait := _wait(state, name, now, pending if name in TOKEN_LIMITS else 0)) is not None
+            if (wait := _wait(state, name, now, _in_period(debits, state, name))) is not None
         ]
         if not spent:
             return
@@ -197,10 +197,11 @@ class QuotaGuard:
         if tokens > 0:
             self._debits.setdefault(tenant_id, []).append((_aware(at or utcnow()), tokens))
 
-    def _pending(self, tenant_id: uuid.UUID) -> int:
+    def _debits_after_state(self, tenant_id: uuid.UUID) -> list[tuple[datetime, int]]:
+        """The tenant's debits the held state may not include (older ones are dropped)."""
         debits = self._debits.get(tenant_id)
         if not debits:
-            return 0
+            return []
         event = self._events.get(tenant_id)
         if event is not None:
             covered = _aware(event.occurred_at) - self.metering_allowance
@@ -209,7 +210,7 @@ class QuotaGuard:
                 self._debits[tenant_id] = debits
             else:
                 del self._debits[tenant_id]
-        return sum(n for _, n in debits)
+        return debits
 
     def check_rate(self, tenant_id: uuid.UUID) -> None:
         """Count one request; raise :class:`RateLimited` past the plan's requests per minute.
@@ -411,6 +412,24 @@ def _describe(exc: BaseException) -> str:
 def _aware(moment: datetime) -> datetime:
     # Producers write UTC; a timestamp without an offset is read as UTC, not local time.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _in_period(debits: list[tuple[datetime, int]], state: QuotaChangedData, name: str) -> int:
+    """The debits that count against token limit ``name``: those of its current period (a day's
+    spending does not count against the next day)."""
+    if name not in TOKEN_LIMITS or not debits:
+        return 0
+    limit = state.limits.get(name)
+    if limit is None or limit.resets_at is None:
+        return sum(n for _, n in debits)
+    ends = _aware(limit.resets_at)
+    if name == "daily_tokens":
+        starts = ends - timedelta(days=1)
+    else:  # monthly: the first of the month the period ends after
+        starts = (ends - timedelta(days=1)).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0
+        )
+    return sum(n for at, n in debits if starts <= at < ends)
 
 
 def _wait(state: QuotaChangedData, name: str, now: datetime, pending: int = 0) -> float | None:
