@@ -102,7 +102,13 @@ class TokensConsumer:
 
     def subscribe(self) -> None:
         async def handle(bodies: list[bytes], message: KafkaMessage) -> None:
-            await self.take(message.raw_message, message.consumer)
+            try:
+                await self.take(message.raw_message, message.consumer)
+            except Exception:
+                # Not one of its events may be passed over (the next batch's offsets would):
+                # the consumer goes back to the batch's first offsets and reads it again.
+                await message.nack()
+                raise
 
         # AsyncAPI documents the events; FastStream passes the bytes through unvalidated.
         handle.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
