@@ -155,11 +155,8 @@ class TokensConsumer:
     ) -> None:
         """Decode and sum a batch (while the previous one's transactions run), then hand it to
         the database, one transaction per lane of partitions, and return for the next one."""
-        lanes: dict[int, list[ConsumerRecord[Any, Any]]] = {}
-        for record in records:
-            lanes.setdefault(record.partition % TOKENS_LANES, []).append(record)
         commits = []
-        for lane in lanes.values():
+        for lane in _lanes(records):
             batch, tally = await self.decode(lane)
             commits.append(self.commit(batch, tally.sums(), _offsets_after(lane), consumer))
         await self.drain()
@@ -282,6 +279,17 @@ class TokensConsumer:
             CONSUMER_MESSAGES.labels(self.runtime.name, TOKENS.name, self.group, outcome).inc(
                 amount
             )
+
+
+def _lanes(records: Sequence[ConsumerRecord[Any, Any]]) -> list[list[ConsumerRecord[Any, Any]]]:
+    """The batch split in up to ``TOKENS_LANES`` lanes of whole partitions, of similar sizes."""
+    partitions: dict[int, list[ConsumerRecord[Any, Any]]] = {}
+    for record in records:
+        partitions.setdefault(record.partition, []).append(record)
+    lanes: list[list[ConsumerRecord[Any, Any]]] = [[] for _ in range(TOKENS_LANES)]
+    for partition in sorted(partitions.values(), key=len, reverse=True):
+        min(lanes, key=len).extend(partition)
+    return [lane for lane in lanes if lane]
 
 
 def _offsets_after(records: Sequence[ConsumerRecord[Any, Any]]) -> dict[TopicPartition, int]:
