@@ -148,8 +148,11 @@ async def test_type_comes_from_the_bytes_and_bad_files_get_a_stable_code(
     assert encrypted.status_code == 422, encrypted.text
     assert encrypted.json()["code"] == "encrypted_document"
 
+    # A .zip is opened as an archive: a Word document's parts are no documents of their own.
     archive = await _upload(ingest, tenant, kb_id, DOCX_FILE, filename="bundle.zip")
-    assert archive.status_code == 415
+    assert archive.status_code == 422, archive.text
+    assert archive.json()["code"] == "empty_archive"
+    assert {s["code"] for s in archive.json()["skipped"]} == {"unsupported_media_type"}
 
     empty = await ingest.client.post(
         f"{KB}/{kb_id}/documents",
