@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from docuchat_ingest.chunking import Chunk, Chunker, ChunkInput
-from docuchat_ingest.embedding import Embedder
+from docuchat_ingest.embedding import Embedder, EmbeddingResult
 from docuchat_ingest.embedding.sparse import SparseEncoder
 from docuchat_ingest.parsing import ParsedDocument, parse_document
 from docuchat_ingest.pipeline.sandbox import ParserSandbox
@@ -116,22 +116,32 @@ class DocumentIndexer:
             await on_progress(PARSED_PROGRESS)
         tokens = 0
         written = False
+        pending: list[asyncio.Future[EmbeddingResult]] = []
         try:
             # A redelivered message rewrites the same point ids; a reindex with fewer chunks
             # must not leave the old tail behind.
             await self.store.delete_document(document.tenant_id, document.document_id)
-            # About ten batches per document (progress every 10%), never tiny ones.
+            # About ten slices per document (progress every 10%), never tiny ones. They are all
+            # asked for at once: a coalescing embedder runs them (and other documents' slices)
+            # in full model batches, and each slice is written as soon as it is embedded.
             step = max(MIN_BATCH, min(self.batch_size, math.ceil(len(chunks) / 10)))
-            for start in range(0, len(chunks), step):
-                batch = chunks[start : start + step]
-                result = await self.embedder.embed([c.embedding_text for c in batch])
+            slices = [chunks[start : start + step] for start in range(0, len(chunks), step)]
+            pending += [
+                asyncio.ensure_future(self.embedder.embed([c.embedding_text for c in batch]))
+                for batch in slices
+            ]
+            done = 0
+            for batch, embedding in zip(slices, pending, strict=True):
+                result = await embedding
                 tokens += result.tokens
                 await self.store.upsert(self._points(document, batch, result.vectors))
                 written = True
+                done += len(batch)
                 if on_progress:
-                    done = (start + len(batch)) / len(chunks)
-                    await on_progress(PARSED_PROGRESS + (1 - PARSED_PROGRESS) * done)
+                    await on_progress(PARSED_PROGRESS + (1 - PARSED_PROGRESS) * done / len(chunks))
         except BaseException:
+            for embedding in pending:
+                embedding.cancel()
             if written:
                 await self.store.delete_document(document.tenant_id, document.document_id)
             raise
