@@ -107,6 +107,7 @@ class BrokerEpochWatchdog:
         self.topics = topics
         self.interval = interval
         self.epoch: bytes | None = None
+        self._reader: Any = None
         self._callbacks: list[EpochCallback] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -121,22 +122,19 @@ class BrokerEpochWatchdog:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._close_reader()
 
     async def current_epoch(self) -> bytes:
+        """The first message of the epoch topic, written by whoever finds the topic empty.
+
+        One consumer is kept between checks (a check a second per service must stay cheap);
+        it is replaced after any error, which is how a restarted broker shows itself."""
         import uuid
 
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+        from aiokafka import AIOKafkaProducer
 
-        await ensure_topics(
-            self.bootstrap_servers, [Topic(EPOCH_TOPIC, 1, "broker incarnation marker")]
-        )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
-        )
-        await consumer.start()
         try:
-            tp = TopicPartition(EPOCH_TOPIC, 0)
-            consumer.assign([tp])
+            consumer, tp = await self._epoch_reader()
             for _ in range(2):
                 consumer.seek(tp, 0)
                 batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
@@ -151,8 +149,31 @@ class BrokerEpochWatchdog:
                 finally:
                     await producer.stop()
             raise RuntimeError("broker epoch marker unreadable")
-        finally:
-            await consumer.stop()
+        except BaseException:
+            await self._close_reader()
+            raise
+
+    async def _epoch_reader(self) -> tuple[Any, Any]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        tp = TopicPartition(EPOCH_TOPIC, 0)
+        if self._reader is None:
+            await ensure_topics(
+                self.bootstrap_servers, [Topic(EPOCH_TOPIC, 1, "broker incarnation marker")]
+            )
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
+            )
+            await consumer.start()
+            consumer.assign([tp])
+            self._reader = consumer
+        return self._reader, tp
+
+    async def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader.stop()
 
     async def check(self) -> bool:
         """True when the broker turned out to be a new incarnation (callbacks have run)."""
