@@ -48,6 +48,7 @@ class HttpService:
     client: httpx.AsyncClient
     signer: Signer
     producer: AIOKafkaProducer
+    server: uvicorn.Server | None = None  # to stop it as a SIGTERM would
 
     def headers(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID | None = None, role: str = "owner"
@@ -89,7 +90,7 @@ async def serve_http(
         await producer.start()
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-            yield HttpService(runtime, url, client, signer, producer)
+            yield HttpService(runtime, url, client, signer, producer, server)
     finally:
         await producer.stop()
         server.should_exit = True
@@ -260,7 +261,12 @@ async def serve_chat(
     settings = chat_settings(settings_for, relevance_threshold=RELEVANCE_THRESHOLD, **overrides)
     async with serve_http(build_chat(settings), infra.bootstrap_servers, keys_dir) as service:
         yield ChatService(
-            service.runtime, service.url, service.client, service.signer, service.producer
+            service.runtime,
+            service.url,
+            service.client,
+            service.signer,
+            service.producer,
+            service.server,
         )
 
 

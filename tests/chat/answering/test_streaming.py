@@ -1,13 +1,16 @@
-"""The same exchange over a WebSocket, and clients that go away mid-answer: generation stops,
-what was generated is stored as incomplete and metered."""
+"""The same exchange over a WebSocket, and clients (or the server) that go away mid-answer:
+generation stops, what was generated is stored as incomplete and metered."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 from httpx_ws import aconnect_ws
+from sqlalchemy import text
+from sse_starlette.sse import AppStatus
 
 from docuchat_chat.llm.tokens import TokenCounter
 from tests.chat.answering.test_ask import (
@@ -15,7 +18,15 @@ from tests.chat.answering.test_ask import (
     UNANSWERABLE,
     assert_cites_distance_education,
 )
-from tests.chat.conftest import ChatService, Corpus, outbox_events, sse_events
+from tests.chat.conftest import (
+    ChatService,
+    Corpus,
+    HttpService,
+    fake_llm,
+    outbox_events,
+    serve_chat,
+    sse_events,
+)
 from tests.fakes.openai_server import CITED_ANSWER, FakeOpenAI, message_text
 from tests.helpers import eventually
 
@@ -160,3 +171,66 @@ async def test_a_websocket_outliving_its_token_is_told_to_reconnect(
         (error,) = await ws_exchange(ws, DISTANCE_EDUCATION)
     assert (error["code"], error["status"]) == ("token_expired", 401)
     assert fake_openai.chat_requests == []
+
+
+async def test_a_server_shutting_down_mid_answer_ends_the_stream_with_a_final_event(
+    settings_for: Any,
+    infra: Any,
+    keys_dir: Path,
+    ingest: HttpService,
+    corpus: Corpus,
+    fake_openai: FakeOpenAI,
+) -> None:
+    """SIGTERM (a pod being replaced) while an answer streams: the client gets a last event
+    saying so, and the answer so far is stored and metered, before the server cancels it."""
+    fake_openai.reply = LONG_ANSWER
+    fake_openai.token_delay = 0.1  # ~8 s of answer, longer than the grace below
+    user = uuid.uuid4()
+    try:
+        async with serve_chat(
+            settings_for,
+            infra,
+            keys_dir,
+            retrieval_url=ingest.url,
+            stream_shutdown_grace_seconds=1.5,
+            **fake_llm(fake_openai),
+        ) as chat:
+            assert chat.server is not None
+            session = await chat.new_session(corpus.tenant_id, user, corpus.knowledge_base_id)
+            events: list[tuple[str, Any]] = []
+            async with chat.client.stream(
+                "POST",
+                f"/api/v1/sessions/{session['id']}/messages",
+                json={"content": DISTANCE_EDUCATION, "stream": True},
+                headers=chat.headers(corpus.tenant_id, user),
+            ) as response:
+                async for kind, data in sse_events(response):
+                    events.append((kind, data))
+                    if len(events) == 3:
+                        # What uvicorn's SIGTERM handler does (calling it would also
+                        # re-raise the signal at this test process when the server exits).
+                        chat.server.should_exit = True
+                        AppStatus.should_exit = True
+            received = "".join(d["text"] for kind, d in events if kind == "token")
+
+            kind, last = events[-1]
+            assert (kind, last["code"], last["status"]) == ("error", "shutting_down", 503)
+            async with chat.runtime.database.transaction() as db:
+                rows = (
+                    await db.execute(
+                        text(
+                            "SELECT content, complete FROM messages "
+                            "WHERE session_id = :s AND role = 'assistant'"
+                        ),
+                        {"s": session["id"]},
+                    )
+                ).all()
+            [(content, complete)] = rows
+            assert complete is False
+            assert content.startswith(received) and len(content) < len(LONG_ANSWER)
+            metered = [e for e in await outbox_events(chat) if e["type"] == "tokens.consumed"]
+            assert metered[0]["data"]["completion_tokens"] == TokenCounter().count_text(
+                content, "gpt-4o-mini"
+            )
+    finally:
+        AppStatus.should_exit = False  # process-wide in sse-starlette: later servers go on

@@ -42,6 +42,9 @@ class ChatSettings(ServiceSettings):
     # Consecutive failed calls that open an endpoint's circuit breaker, and how long it stays open.
     llm_breaker_threshold: int = Field(default=5, ge=1)
     llm_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    # On shutdown a streamed answer may go on this long before it is cut with a final event
+    # (keep it under the server's graceful timeout, 20 s, and the pod's grace period).
+    stream_shutdown_grace_seconds: float = Field(default=10.0, gt=0)
     # Tenants' own base_url may point into the private network (dev and test always may).
     llm_allow_private_base_urls: bool = False
 

@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import anyio
 import jwt
@@ -21,6 +21,7 @@ from starlette.websockets import WebSocketDisconnect
 from docuchat_chat.answering.schemas import QuestionIn
 from docuchat_chat.answering.service import AnswerService, AnswerStream, Deps
 from docuchat_chat.sessions.schemas import MessageOut
+from docuchat_chat.settings import ChatSettings
 from docuchat_common.errors import DocuChatError, Forbidden, Unauthorized
 from docuchat_common.identity import (
     IDENTITY_HEADER,
@@ -74,13 +75,31 @@ async def ask(session_id: uuid.UUID, body: QuestionIn, identity: Chatter, reques
         return JSONResponse(answer.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
     run = service.stream(question)
     await run.start()  # a provider that fails before its first token is a problem response
-    return EventSourceResponse(_events(run), ping=15)
+    grace = cast(ChatSettings, runtime_of(request).settings).stream_shutdown_grace_seconds
+    shutdown = anyio.Event()
+    return EventSourceResponse(
+        _events(run, shutdown, grace), ping=15, shutdown_event=shutdown, shutdown_grace_period=grace
+    )
 
 
-async def _events(run: AnswerStream) -> AsyncIterator[dict[str, str]]:
+async def _events(
+    run: AnswerStream, shutdown: anyio.Event, grace: float
+) -> AsyncIterator[dict[str, str]]:
+    """The answer as events. When the server begins to shut down, the answer may go on for
+    most of the grace period; one still running then is cut *with a final event* (the client
+    learns the answer so far is stored) before the server would cancel it silently."""
+    farewell_at: float | None = None
+    deltas = run.deltas()
     try:
-        async for text in run.deltas():
+        async for text in deltas:
             yield _sse("token", {"text": text})
+            if shutdown.is_set():
+                now = anyio.current_time()
+                farewell_at = farewell_at or now + grace - min(2.0, grace / 2)
+                if now >= farewell_at:
+                    break
+        else:
+            farewell_at = None
     except DocuChatError as exc:
         yield _sse("error", _error_data(exc))
         return
@@ -89,6 +108,19 @@ async def _events(run: AnswerStream) -> AsyncIterator[dict[str, str]]:
         with anyio.CancelScope(shield=True):
             await run.abandon()
         raise
+    if farewell_at is not None:
+        await deltas.aclose()
+        with anyio.CancelScope(shield=True):
+            await run.abandon()
+        yield _sse(
+            "error",
+            {
+                "code": "shutting_down",
+                "status": 503,
+                "detail": "the server is restarting: the answer so far is stored; ask again",
+            },
+        )
+        return
     with anyio.CancelScope(shield=True):
         answer = await run.finish()
     yield _sse("citations", [c.model_dump(mode="json") for c in answer.citations])

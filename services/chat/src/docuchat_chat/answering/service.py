@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -364,7 +364,7 @@ class AnswerStream:
             await self._close()
             raise await self.service.failed(question, exc) from exc
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncGenerator[str, None]:
         """Text deltas; raises :class:`ProviderFailed` when the provider fails midway."""
         if self._first:
             self.parts.append(self._first)
