@@ -13,7 +13,13 @@ from email.message import Message
 import pytest
 
 from docuchat.devstack import TraefikGateway, free_port
-from tests.devstack.test_processes import DYNAMIC_CONFIG, TENANT_TOKEN_PREFIX, Backends
+from tests.devstack.test_processes import (
+    DYNAMIC_CONFIG,
+    STREAM_PROBE,
+    STREAM_RELEASE,
+    TENANT_TOKEN_PREFIX,
+    Backends,
+)
 
 ORIGIN = "https://app.example.com"
 TENANT_RATE = 3  # per second, burst the same: a fourth request at once is refused
@@ -115,3 +121,26 @@ def test_the_per_ip_limit_covers_public_routes(tmp_path_factory: pytest.TempPath
     finally:
         gw.stop()
         backends.close()
+
+
+def test_server_sent_events_pass_the_gateway_unbuffered(
+    gateway: tuple[TraefikGateway, Backends],
+) -> None:
+    """The first event reaches the client while the service still holds back the second (it
+    waits for the client to have seen the first): a buffering gateway would deadlock here."""
+    gw, _ = gateway
+    STREAM_RELEASE.clear()
+    request = urllib.request.Request(
+        gw.url + "/api/v1/sessions/123/messages" + STREAM_PROBE,
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": TENANT_TOKEN_PREFIX + "streamer"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        first = [response.readline() for _ in range(3)]
+        assert first[:2] == [b"event: token\n", b"data: first\n"]
+        assert not STREAM_RELEASE.is_set()
+        STREAM_RELEASE.set()
+        rest = response.read()
+    assert b"data: second" in rest

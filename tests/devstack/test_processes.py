@@ -210,6 +210,8 @@ async def test_tansu_restart_keeps_the_port_and_serves_kafka(tmp_path: Path) -> 
 
 APPROVED_TOKEN = "Bearer good-token"
 VERIFIED_IDENTITY = "verified-identity-from-auth"
+STREAM_PROBE = "/stream-probe"
+STREAM_RELEASE = threading.Event()  # the probe's second event waits for it
 TENANT_TOKEN_PREFIX = "Bearer tenant-"  # approved, as the tenant named after the prefix
 
 
@@ -218,6 +220,9 @@ class _Backend(BaseHTTPRequestHandler):
     seen: list[dict[str, Any]]
 
     def _handle(self) -> None:
+        if self.path.endswith(STREAM_PROBE):
+            self._stream()
+            return
         if self.path.startswith("/internal/forward-auth"):
             token = self.headers.get("Authorization", "")
             if token == APPROVED_TOKEN or token.startswith(TENANT_TOKEN_PREFIX):
@@ -253,6 +258,19 @@ class _Backend(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _stream(self) -> None:
+        """Server-sent events: one now, the next only once the test has seen the first."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        self.wfile.write(b"event: token\ndata: first\n\n")
+        self.wfile.flush()
+        STREAM_RELEASE.wait(timeout=15)
+        self.wfile.write(b"event: done\ndata: second\n\n")
+        self.wfile.flush()
+        self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
