@@ -36,7 +36,9 @@ ROUTES_FILE = REPO_ROOT / "deploy" / "gateway" / "dynamic.yml"
 SERVICES = ("auth", "ingest", "chat", "usage")
 # In split mode each of these runs in its own process; the API targets leave publishing to the
 # relay target.
-SPLIT_TARGETS = ("auth", "ingest", "ingest-worker", "chat", "usage", "relay")
+# With the embedded vector store the ingest target is API and worker in one process (one
+# shard owner); `ingest-worker` processes are for a Qdrant server (compose, Kubernetes).
+SPLIT_TARGETS = ("auth", "ingest", "chat", "usage", "relay")
 
 
 @dataclass
@@ -99,9 +101,9 @@ class DevStack:
 
     @property
     def search_url(self) -> str:
-        """Knowledge-base search is served by the process that owns the vector store: the
-        ingest worker in split mode (embedded qdrant-edge), the one ingest app all-in-one."""
-        return self.service_url("ingest-worker" if self.config.split else "ingest")
+        """Knowledge-base search is served by the process that owns the vector store: with the
+        embedded store, the ingest app in both modes."""
+        return self.service_url("ingest")
 
     @property
     def mail_file(self) -> Path:

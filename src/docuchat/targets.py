@@ -52,9 +52,20 @@ def _usage() -> ServiceRuntime:
     return build_runtime()
 
 
+def _ingest_service() -> ServiceRuntime:
+    """The ingest target: the API alone when the vectors live in a Qdrant server (workers are
+    their own ``ingest-worker`` processes, scaled apart); API and worker in one process with
+    the embedded store, whose shard only one process may own."""
+    from docuchat_ingest.app import build_runtime
+    from docuchat_ingest.settings import IngestSettings
+
+    settings = IngestSettings()
+    return build_runtime(settings, role="api" if settings.qdrant_url else "all")
+
+
 BUILDERS: dict[str, Callable[[], ServiceRuntime]] = {
     "auth": _auth,
-    "ingest": _ingest("api"),
+    "ingest": _ingest_service,
     "ingest-worker": _ingest("worker"),
     "chat": _chat,
     "usage": _usage,

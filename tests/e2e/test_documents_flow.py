@@ -1,4 +1,4 @@
-"""Upload → indexed through the gateway, all-in-one and split (API and worker apart)."""
+"""Upload → indexed through the gateway, all-in-one and split (each target its own process)."""
 
 from __future__ import annotations
 

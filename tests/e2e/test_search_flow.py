@@ -1,4 +1,4 @@
-"""Search through the gateway, all-in-one and split (search served by the ingest worker, which
+"""Search through the gateway, all-in-one and split (search served by the ingest process, which
 owns the embedded vector store): a known question finds its page, another tenant finds
 nothing, odd queries get clear answers."""
 
