@@ -30,7 +30,7 @@ from docuchat_common.events.catalog import (
 )
 from docuchat_common.events.topics import TENANTS, TOKENS
 from docuchat_usage.app import build_runtime
-from docuchat_usage.models import processed_events
+from docuchat_usage.models import metered_events
 from docuchat_usage.settings import UsageSettings
 
 
@@ -112,11 +112,7 @@ async def usage_read(
     try:
         while True:
             async with runtime.database.transaction() as session:
-                done = await session.scalar(
-                    select(func.count())
-                    .select_from(processed_events)
-                    .where(processed_events.c.consumer == "usage.tokens")
-                )
+                done = await session.scalar(select(func.count()).select_from(metered_events))
             if done and first_seen is None:
                 first_seen = time.perf_counter()
             if done >= events:

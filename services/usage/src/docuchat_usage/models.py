@@ -6,7 +6,21 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Date, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -16,6 +30,15 @@ from docuchat_common.events.tables import outbox_table, processed_events_table
 metadata = new_metadata()
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
+# The claims of the one high-volume consumer (tokens.consumed metering), apart from
+# ``processed_events``: one narrow row per event (no consumer or type repeated in every row and
+# index entry), and event ids are time-ordered UUIDv7, so claims append at the index's right edge.
+metered_events = Table(
+    "metered_events",
+    metadata,
+    Column("event_id", Uuid, nullable=False),
+    PrimaryKeyConstraint("event_id"),
+)
 
 
 class Base(DeclarativeBase):

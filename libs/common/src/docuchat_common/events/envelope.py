@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from uuid_utils.compat import uuid7
 
 from docuchat_common.context import current_correlation_id
 from docuchat_common.events.topics import Topic
@@ -38,7 +39,8 @@ class Event(BaseModel, Generic[DataT]):
 
     topic: ClassVar[Topic]
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    # UUIDv7: time-ordered, so consumers' claims (and any index of event ids) grow at one end.
+    id: uuid.UUID = Field(default_factory=uuid7)
     type: str
     version: int
     occurred_at: datetime = Field(default_factory=utcnow)

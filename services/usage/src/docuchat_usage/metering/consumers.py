@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -80,8 +81,9 @@ class TokensConsumer:
 
     - a message the struct refuses is decided by the catalog's pydantic models as before:
       another event type or version is skipped, a malformed one goes to ``<topic>.dlq``;
-    - duplicates are dropped by the claim in ``processed_events``, keyed by the *logical*
-      consumer, so a second group replaying the topic changes nothing; a redelivery inside the
+    - duplicates are dropped by the claim in ``metered_events`` (this consumer's own narrow
+      ``processed_events``), whatever the group, so a second group replaying the topic changes
+      nothing; a redelivery inside the
       batch keeps the first copy (a copy in another lane loses to it at the claim);
     - the claim, the counters and the quota state of the tenants touched commit together; a
       failing batch is retried, then replayed one event per transaction so only the poison one
@@ -95,7 +97,6 @@ class TokensConsumer:
         self.runtime = runtime
         self.consumers = runtime.consumers
         self.max_records = max_records
-        self.consumer = TOKENS_GROUP  # claims are per logical consumer, whatever the group
         self.group = runtime.consumers.group_prefix + TOKENS_GROUP
         self.in_flight: list[asyncio.Task[None]] = []
         self.stopping = False
@@ -175,10 +176,10 @@ class TokensConsumer:
 
     async def decode(
         self, records: Sequence[ConsumerRecord[Any, Any]]
-    ) -> tuple[dict[str, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]], TokenTally]:
+    ) -> tuple[dict[uuid.UUID, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]], TokenTally]:
         """The batch's events by id (first copy of each, with the record it came in, for the
         DLQ), summed as they come: counted as if none had been metered before."""
-        batch: dict[str, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]] = {}
+        batch: dict[uuid.UUID, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]] = {}
         tally = TokenTally()
         redelivered = 0
         for index, record in enumerate(records):
@@ -203,7 +204,7 @@ class TokensConsumer:
 
     async def commit(
         self,
-        batch: dict[str, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]],
+        batch: dict[uuid.UUID, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]],
         sums: TokenSums,
         offsets: dict[TopicPartition, int],
         consumer: AIOKafkaConsumer,
@@ -226,7 +227,7 @@ class TokensConsumer:
 
     async def _meter(
         self,
-        batch: dict[str, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]],
+        batch: dict[uuid.UUID, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]],
         sums: TokenSums,
     ) -> None:
         events = [event for event, _ in batch.values()]
@@ -258,7 +259,7 @@ class TokensConsumer:
         state of the tenants touched. Returns how many were new."""
         async with self.runtime.database.transaction() as session:
             metering = MeteringService(MeteringRepository(session))
-            new, touched = await metering.record_tokens(self.consumer, events, sums)
+            new, touched = await metering.record_tokens(events, sums)
             await QuotaService(session, self.runtime.outbox).evaluate(touched)
             return new
 

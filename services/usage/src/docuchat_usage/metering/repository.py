@@ -79,8 +79,8 @@ CLAIM_AND_ADD = """
     WITH ids AS (
         SELECT unnest(CAST(CAST(:ids AS text) AS uuid[])) AS id
     ), claimed AS (
-        INSERT INTO processed_events (consumer, event_id, event_type)
-        SELECT :consumer, id, :event_type FROM ids
+        INSERT INTO metered_events (event_id)
+        SELECT id FROM ids
         ON CONFLICT DO NOTHING
         RETURNING event_id
     ), all_new AS (
@@ -143,10 +143,8 @@ class MeteringRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def claim_and_add(
-        self, consumer: str, event_type: str, event_ids: Sequence[str], sums: TokenSums
-    ) -> set[str]:
-        """Claim the events for ``consumer`` (distinct canonical UUID strings) and, if none was
+    async def claim_and_add(self, event_ids: Sequence[str], sums: TokenSums) -> set[str]:
+        """Claim the token events (distinct canonical UUID strings) and, if none was
         claimed before, add ``sums`` to the buckets and period totals: one statement, one round
         trip. Returns the ids claimed before (usually none); when there are any, nothing was
         added and the caller adds the sums of the new ones."""
@@ -156,8 +154,6 @@ class MeteringRepository:
         rows = await self.session.execute(
             text(CLAIM_AND_ADD),
             {
-                "consumer": consumer,
-                "event_type": event_type,
                 "ids": _array(event_ids),
                 **_bucket_params(buckets),
                 **_period_params(periods),

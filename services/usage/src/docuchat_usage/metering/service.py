@@ -8,10 +8,8 @@ from datetime import UTC, date, datetime
 
 from docuchat_usage.metering.repository import MeteringRepository, TokenSums
 from docuchat_usage.metering.schemas import TokensConsumedRecord
-from docuchat_usage.periods import NIL_USER
 
 SECONDS_PER_HOUR = 3600
-TOKENS_CONSUMED = "tokens.consumed"
 
 
 class TokenTally:
@@ -21,8 +19,10 @@ class TokenTally:
     def __init__(self) -> None:
         # Per (tenant, hour number, user, model): prompt, completion, embedding tokens and
         # events. ``add`` runs once per event: plain tuples and lists, the hour as a number (its
-        # datetime is built once per distinct hour, in ``sums``).
-        self.buckets: dict[tuple[str, int, str, str], list[int]] = {}
+        # datetime is built once per distinct hour, in ``sums``), the ids as their integers (a
+        # ``UUID`` hashes in Python; spelled once per distinct id, in ``sums``; no user is 0, the
+        # nil UUID).
+        self.buckets: dict[tuple[int, int, int, str], list[int]] = {}
 
     def add(self, event: TokensConsumedRecord) -> None:
         tenant = event.tenant_id
@@ -34,10 +34,11 @@ class TokenTally:
         embedding = data.embedding_tokens if data.embedding_tokens > 0 else 0
         if not (prompt or completion or embedding):
             return
+        user = data.user_id
         key = (
-            tenant,
+            tenant.int,
             int(event.occurred_at.timestamp() // SECONDS_PER_HOUR),
-            data.user_id or NIL_USER,
+            0 if user is None else user.int,
             data.model,
         )
         acc = self.buckets.get(key)
@@ -54,8 +55,15 @@ class TokenTally:
         buckets = result.buckets
         periods: dict[tuple[str, str, date], int] = {}
         hours: dict[int, datetime] = {}
-        for (tenant, hour_number, user, model), acc in self.buckets.items():
+        spelled: dict[int, str] = {}
+        for (tenant_id, hour_number, user_id, model), acc in self.buckets.items():
             prompt, completion, embedding, count = acc
+            tenant = spelled.get(tenant_id)
+            if tenant is None:
+                tenant = spelled[tenant_id] = str(uuid.UUID(int=tenant_id))
+            user = spelled.get(user_id)
+            if user is None:
+                user = spelled[user_id] = str(uuid.UUID(int=user_id))
             hour = hours.get(hour_number)
             if hour is None:
                 hour = hours[hour_number] = datetime.fromtimestamp(
@@ -93,17 +101,17 @@ class MeteringService:
         self.metering = metering
 
     async def record_tokens(
-        self, consumer: str, events: Sequence[TokensConsumedRecord], sums: TokenSums
+        self, events: Sequence[TokensConsumedRecord], sums: TokenSums
     ) -> tuple[int, set[uuid.UUID]]:
-        """Claim the events for ``consumer`` and add those not claimed before to the counters.
+        """Claim the events and add those not claimed before to the counters.
         ``sums`` are the sums of all of them: in the usual case (none seen before) claim and
         counters are one statement; otherwise the new ones are summed again. Returns how many
         were new and the tenants touched."""
-        ids = [event.id for event in events]
-        seen = await self.metering.claim_and_add(consumer, TOKENS_CONSUMED, ids, sums)
+        ids = [str(event.id) for event in events]
+        seen = await self.metering.claim_and_add(ids, sums)
         if not seen:
             return len(ids), sums.tenants
-        fresh = sum_tokens(event for event in events if event.id not in seen)
+        fresh = sum_tokens(event for event, id in zip(events, ids, strict=True) if id not in seen)
         await self.metering.add_to_buckets(fresh.buckets)
         await self.metering.add_to_periods(fresh.periods)
         return len(ids) - len(seen), fresh.tenants
