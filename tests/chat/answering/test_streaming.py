@@ -81,8 +81,21 @@ async def test_a_websocket_for_someone_elses_session_answers_not_found(
 
 
 async def assert_partial_answer_stored_and_metered(
-    chat: ChatService, corpus: Corpus, user: uuid.UUID, session_id: str, received: str
+    chat: ChatService,
+    corpus: Corpus,
+    fake_openai: FakeOpenAI,
+    user: uuid.UUID,
+    session_id: str,
+    received: str,
 ) -> None:
+    async def provider_hung_up() -> bool:
+        return fake_openai.hangups == 1
+
+    # Generation stops at the provider too: chat hangs up on the model's stream, which the
+    # model server sees before it has sent the whole answer.
+    await eventually(provider_hung_up, what="chat to hang up on the model's stream")
+    assert fake_openai.frames_sent < len(LONG_ANSWER.split())
+
     async def stored() -> dict[str, Any] | None:
         messages = await chat.messages(corpus.tenant_id, user, session_id)
         return messages[1] if len(messages) == 2 else None
@@ -126,7 +139,7 @@ async def test_a_client_leaving_mid_stream_stops_the_answer_and_its_part_is_mete
             if len(received) == 5:
                 break  # leaving the block hangs up
     await assert_partial_answer_stored_and_metered(
-        chat, corpus, user, session["id"], "".join(received)
+        chat, corpus, fake_openai, user, session["id"], "".join(received)
     )
 
 
@@ -146,7 +159,7 @@ async def test_a_websocket_closed_mid_answer_stores_and_meters_the_part(
             assert frame["type"] == "token"
             received.append(frame["text"])
     await assert_partial_answer_stored_and_metered(
-        chat, corpus, user, session["id"], "".join(received)
+        chat, corpus, fake_openai, user, session["id"], "".join(received)
     )
     prompt = fake_openai.chat_requests[0].body["messages"]
     assert message_text(prompt[-1]) == DISTANCE_EDUCATION
