@@ -3,6 +3,7 @@ by default) through the API in three modes, then search latency.
 
     .venv/bin/python -m bench.retrieval                 # both (make eval runs --quality-only)
     .venv/bin/python -m bench.retrieval --quality-only --limit 500
+    .venv/bin/python -m bench.retrieval --latency-only --data-dir /tmp/bench-kb   # reusable
 
 Measured 2026-11-23 on 2 shared cores (`--latency-kb beir`, one run, ~35 min):
 SciFact train (809 queries, 5,183 records → 12,390 chunks), nDCG@10 / recall@10 / MRR@10:
@@ -23,24 +24,10 @@ from pathlib import Path
 import httpx
 
 from bench.retrieval import latency, quality
-from bench.retrieval.beir import SCIFACT, Dataset, load
+from bench.retrieval.beir import SCIFACT, Dataset, Record, load
+from bench.retrieval.large_kb import corpus_files, open_large_kb
 from bench.retrieval.stack import Tenant, running_stack
 from docuchat.stack import DevStack
-
-DOCS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "docs"
-TYPES = {".pdf", ".docx", ".md", ".txt"}
-# The latency knowledge base: the records again in the smallest chunks a knowledge base allows,
-# plus the corpus's documents, so that the one knowledge base searched holds 20,000+ chunks.
-LATENCY_CHUNKS = {"chunk_size": 64, "chunk_overlap": 0}
-
-
-def corpus_files() -> list[Path]:
-    """The corpus's readable documents (not the encrypted or malformed ones)."""
-    return sorted(
-        p
-        for p in DOCS.rglob("*")
-        if p.suffix in TYPES and not {"encrypted", "malformed"} & set(p.parts)
-    )
 
 
 def subset(dataset: Dataset, limit: int | None) -> Dataset:
@@ -60,29 +47,44 @@ def subset(dataset: Dataset, limit: int | None) -> Dataset:
 async def run(
     stack: DevStack,
     dataset: Dataset,
+    records: list[Record],
     *,
     quality_only: bool,
+    latency_only: bool,
     latency_kb: str,
     documents: bool = True,
 ) -> list[str]:
     lines: list[str] = []
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=120) as client:
-        tenant = await Tenant.register(client)
-        kb_id, failed, seconds = await quality.ingest(tenant, dataset, "BEIR")
-        scores = await quality.evaluate(tenant, kb_id, dataset)
-        report = quality.QualityReport(len(dataset.corpus), failed, seconds, scores)
-        lines += ["", "== retrieval quality (through the search API) ==", *report.lines()]
-        print("\n".join(lines), flush=True)
-        if quality_only:
-            return lines
-        if latency_kb == "large":
-            searched = await tenant.knowledge_base("latency", **LATENCY_CHUNKS)
-            await tenant.upload(searched, dataset.corpus)
+        kb_id = ""
+        tenant: Tenant | None = None
+        if not latency_only:
+            tenant = await Tenant.register(client)
+            kb_id, failed, seconds = await quality.ingest(tenant, dataset, "BEIR")
+            scores = await quality.evaluate(tenant, kb_id, dataset)
+            report = quality.QualityReport(len(dataset.corpus), failed, seconds, scores)
+            lines += ["", "== retrieval quality (through the search API) ==", *report.lines()]
+            print("\n".join(lines), flush=True)
+            if quality_only:
+                return lines
+        if latency_kb == "large" or tenant is None:
+            large = await open_large_kb(client, stack.data_dir, records)
+            how = (
+                "reused"
+                if large.built_in_seconds is None
+                else f"built in {large.built_in_seconds:.0f} s"
+            )
+            print(
+                f"latency knowledge base: {large.chunks} chunks in {large.documents} documents"
+                f" ({how})",
+                flush=True,
+            )
+            tenant, searched = large.tenant, large.id
         else:  # the evaluation's knowledge base, with the corpus's documents added
             searched = kb_id
-        if documents:
-            await tenant.upload_files(searched, corpus_files())
-        await tenant.wait_indexed(searched)
+            if documents:
+                await tenant.upload_files(searched, corpus_files())
+            await tenant.wait_indexed(searched)
         queries = [*dataset.queries.values()]
         with tempfile.TemporaryDirectory() as copy:
             result = await latency.measure(
@@ -98,26 +100,46 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", type=Path, default=SCIFACT, help="a BEIR data set folder")
     parser.add_argument("--split", default="train", help="qrels split (qrels/<split>.tsv)")
     parser.add_argument("--limit", type=int, default=None, help="queries (and records) to use")
-    parser.add_argument("--quality-only", action="store_true", help="skip the latency part")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--quality-only", action="store_true", help="skip the latency part")
+    only.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="skip the quality part: search latency on the 20,000+ chunk knowledge base",
+    )
     parser.add_argument(
         "--latency-kb",
         choices=("large", "beir"),
         default="large",
-        help="search latency on a knowledge base of the records in 64-wordpiece chunks plus the "
-        "corpus documents (20,000+ chunks; indexes the records a second time), or on the "
+        help="search latency on the 20,000+ chunk knowledge base (the corpus documents and "
+        "SciFact records in 64-wordpiece chunks, bench/retrieval/large_kb.py), or on the "
         "evaluation's knowledge base plus the corpus documents (no second indexing)",
     )
     parser.add_argument(
-        "--no-documents", action="store_true", help="leave the corpus documents out (quick runs)"
+        "--no-documents",
+        action="store_true",
+        help="with --latency-kb beir: leave the corpus documents out (quick runs)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the stack's data here; a directory holding the 20,000+ chunk knowledge base "
+        "from an earlier run is reused instead of indexing it again",
     )
     args = parser.parse_args(argv)
-    dataset = subset(load(args.dataset, args.split), args.limit)
-    with running_stack() as stack:
+    full = load(args.dataset, args.split)
+    dataset = subset(full, args.limit)
+    if args.data_dir:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+    with running_stack(args.data_dir) as stack:
         asyncio.run(
             run(
                 stack,
                 dataset,
+                full.corpus,
                 quality_only=args.quality_only,
+                latency_only=args.latency_only,
                 latency_kb=args.latency_kb,
                 documents=not args.no_documents,
             )

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,11 @@ UPLOADS_IN_FLIGHT = 8
 
 
 @contextlib.contextmanager
-def running_stack(data_dir: Path | None = None) -> Iterator[DevStack]:
-    """An all-in-one stack on free ports in a temporary directory."""
+def running_stack(
+    data_dir: Path | None = None, extra_env: Mapping[str, str] | None = None
+) -> Iterator[DevStack]:
+    """An all-in-one stack on free ports, its data in ``data_dir`` (kept: a later run starts on
+    the same database, shard and blobs) or in a temporary directory."""
     with tempfile.TemporaryDirectory() as tmp:
         stack = DevStack(
             StackConfig(
@@ -34,6 +37,7 @@ def running_stack(data_dir: Path | None = None) -> Iterator[DevStack]:
                 kafka_port=None,
                 base_service_port=0,
                 ready_timeout=180,
+                extra_env=dict(extra_env or {}),
             )
         )
         stack.start()  # synchronous: the supervisor owns its children from this thread
@@ -52,13 +56,19 @@ class Tenant:
     corpus_ids: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    async def register(cls, client: httpx.AsyncClient) -> Tenant:
+    async def register(
+        cls,
+        client: httpx.AsyncClient,
+        *,
+        email: str | None = None,
+        password: str = "correct horse battery staple",
+    ) -> Tenant:
         owner = (
             await client.post(
                 "/api/v1/auth/register",
                 json={
-                    "email": f"bench-{uuid.uuid4().hex[:6]}@example.com",
-                    "password": "correct horse battery staple",
+                    "email": email or f"bench-{uuid.uuid4().hex[:6]}@example.com",
+                    "password": password,
                     "tenant_name": "Retrieval bench",
                 },
             )
@@ -149,7 +159,11 @@ class Tenant:
 
     async def chunks(self, kb_id: str) -> int:
         """The chunks of the knowledge base's documents, as the documents API counts them."""
-        total, cursor = 0, None
+        return (await self.census(kb_id))[1]
+
+    async def census(self, kb_id: str) -> tuple[int, int]:
+        """The knowledge base's documents and their chunks, as the documents API counts them."""
+        documents, total, cursor = 0, 0, None
         while True:
             params: dict[str, Any] = {"limit": 100}
             if cursor:
@@ -159,10 +173,11 @@ class Tenant:
             )
             r.raise_for_status()
             page = r.json()
+            documents += len(page["items"])
             total += sum(d["chunks"] or 0 for d in page["items"])
             cursor = page.get("next_cursor")
             if not cursor:
-                return total
+                return documents, total
 
     async def search(
         self, kb_id: str, query: str, top_k: int, mode: str = "hybrid"
