@@ -11,6 +11,7 @@ number of replicas may query.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from docuchat_common.events.catalog import (
@@ -30,6 +31,7 @@ from docuchat_ingest.embedding.sparse import SparseEncoder
 from docuchat_ingest.knowledge_bases import consumers as kb_consumers
 from docuchat_ingest.knowledge_bases.router import router as kb_router
 from docuchat_ingest.models import metadata
+from docuchat_ingest.parsing import load_parsers
 from docuchat_ingest.pipeline.indexer import DocumentIndexer
 from docuchat_ingest.pipeline.sandbox import ParserSandbox
 from docuchat_ingest.search.router import router as search_router
@@ -69,6 +71,7 @@ def build_runtime(settings: IngestSettings | None = None, *, role: str = "all") 
     if api:
         kb_consumers.register(runtime)
         _enforce_quotas(runtime)
+        _load_upload_probe(runtime)
     if owns_store:
         _open_store(runtime, settings)
     if worker:
@@ -143,6 +146,16 @@ def _run_pipeline(runtime: ServiceRuntime, settings: IngestSettings) -> None:
 
     runtime.on_start(start)
     runtime.on_stop(stop)
+
+
+def _load_upload_probe(runtime: ServiceRuntime) -> None:
+    """Uploads open PDFs up front (an encrypted or corrupt one is a 422 at once): load PyMuPDF
+    at start (about a CPU-second), not during the first PDF upload."""
+
+    async def start(_: ServiceRuntime) -> None:
+        await asyncio.to_thread(load_parsers)
+
+    runtime.on_start(start)
 
 
 def _enforce_quotas(runtime: ServiceRuntime) -> None:

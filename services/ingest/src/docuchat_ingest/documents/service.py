@@ -110,9 +110,8 @@ def _kb_not_found() -> NotFound:
 
 
 def _probe_pdf(data: bytes, max_pages: int) -> None:
-    import pymupdf as _pymupdf
+    from docuchat_ingest.parsing.pdf import pymupdf  # loaded at start (see app.py)
 
-    pymupdf: Any = _pymupdf  # untyped
     try:
         doc = pymupdf.open(stream=data, filetype="pdf")
     except Exception as exc:  # pymupdf raises many types on broken input

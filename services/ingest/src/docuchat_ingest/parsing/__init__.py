@@ -25,6 +25,15 @@ _GENERIC = {"", "application/octet-stream", "binary/octet-stream"}
 _TEXTUAL = {TEXT, MARKDOWN, "text/x-markdown"}
 
 
+def load_parsers() -> None:
+    """Import every format's parser now (PyMuPDF's import costs seconds), so that the first
+    document of each kind does not wait for it."""
+    import docuchat_ingest.parsing.docx
+    import docuchat_ingest.parsing.markdown
+    import docuchat_ingest.parsing.pdf
+    import docuchat_ingest.parsing.text  # noqa: F401
+
+
 def parse_document(
     data: bytes, *, filename: str, media_type: str = "", max_pages: int = 500
 ) -> ParsedDocument:
@@ -79,5 +88,6 @@ __all__ = [
     "ParseError",
     "ParsedDocument",
     "detect_media_type",
+    "load_parsers",
     "parse_document",
 ]

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
-
-import pymupdf as _pymupdf
 
 from docuchat_ingest.parsing.model import (
     PDF,
@@ -30,10 +29,18 @@ from docuchat_ingest.parsing.model import (
     require_text,
 )
 
+# PyMuPDF 2 imports its layout analyser (an ONNX model: ~0.6 CPU-s and ~60 MiB per process)
+# when present; nothing here uses it (``find_tables(use_layout=False)``), and the parser child's
+# memory budget should go to documents. A missing ``pymupdf.layout`` is a case PyMuPDF handles.
+sys.modules.setdefault("pymupdf.layout", None)  # type: ignore[arg-type]
+
+import pymupdf as _pymupdf  # noqa: E402
+
 # PyMuPDF ships partial annotations; it is used through Any to keep mypy strict elsewhere.
 pymupdf: Any = _pymupdf
 pymupdf.TOOLS.mupdf_display_errors(False)
 pymupdf.TOOLS.mupdf_display_warnings(False)
+pymupdf.no_recommend_layout()
 
 _TEXT_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
 MAX_XY_BLOCKS = 3_000

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from docuchat_common.logging import get_logger
-from docuchat_ingest.parsing import ParsedDocument, ParseError, parse_document
+from docuchat_ingest.parsing import ParsedDocument, ParseError, load_parsers, parse_document
 
 log = get_logger(__name__)
 
@@ -35,7 +35,10 @@ def _parse(data: bytes, filename: str, media_type: str, max_pages: int) -> Parse
 
 
 def _ready() -> bool:
-    return True  # importing this module in the child has loaded the parsers
+    # The format parsers are imported on first use; PyMuPDF's import alone is seconds of CPU
+    # that the first PDF would otherwise wait for.
+    load_parsers()
+    return True
 
 
 class ParserSandbox:
