@@ -181,13 +181,22 @@ class OutboxRelay:
             if not rows:
                 OUTBOX_PENDING.labels(self.service).set(0)
                 return 0
-            done: list[Any] = []
-            error: Exception | None = None
+            # All rows are handed to the producer at once, then confirmed in order: one round
+            # trip per batch rather than per event (a period reset publishes one state per
+            # tenant). The producer keeps each partition's order.
+            sent: list[Any] = []
             for row in rows:
                 try:
-                    await self._publish(row.topic, row.key, row.payload, row.headers)
+                    sent.append(await self._publish(row.topic, row.key, row.payload, row.headers))
                 except Exception as exc:
-                    error = exc
+                    sent.append(_failed(exc))
+                    break
+            confirmed = await asyncio.gather(*sent, return_exceptions=True)
+            done: list[Any] = []
+            error: BaseException | None = None
+            for row, outcome in zip(rows, confirmed, strict=False):
+                if isinstance(outcome, BaseException):
+                    error = outcome
                     break
                 done.append(row.id)
             # Rows already sent are marked even when a later one failed: no re-send storm.
@@ -208,16 +217,24 @@ class OutboxRelay:
 
     async def _publish(
         self, topic: str, key: bytes | None, payload: dict[str, Any], headers: dict[str, str]
-    ) -> None:
+    ) -> asyncio.Future[Any]:
+        """Hand one event to the producer; the future resolves once the broker has it."""
         # Continue the trace of the request that wrote the row.
         token = attach_trace_headers(headers)
         try:
-            await self.broker.publish(
+            return await self.broker.publish(
                 payload,
                 topic=topic,
                 key=key,
                 headers={k: v for k, v in headers.items() if k != KAFKA_CORRELATION_HEADER},
                 correlation_id=headers.get(KAFKA_CORRELATION_HEADER),
+                no_confirm=True,
             )
         finally:
             detach(token)
+
+
+def _failed(error: Exception) -> asyncio.Future[Any]:
+    failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    failed.set_exception(error)
+    return failed

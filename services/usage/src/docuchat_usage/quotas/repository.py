@@ -59,12 +59,18 @@ class QuotaRepository:
         )
         return {tenant_id: (int(n), int(size)) for tenant_id, n, size in rows}
 
-    async def states_for_update(self, tenant_ids: set[uuid.UUID]) -> dict[uuid.UUID, QuotaState]:
-        """Locked: two consumers evaluating one tenant publish in turn, never twice."""
-        rows = await self.session.scalars(
-            select(QuotaState).where(QuotaState.tenant_id == _any_of(tenant_ids)).with_for_update()
+    async def states_for_update(
+        self, tenant_ids: set[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[dict[str, Any], datetime]]:
+        """Each tenant's last significant state and next reset, locked: two consumers evaluating
+        one tenant publish in turn, never twice. Plain rows: metering asks for hundreds of
+        tenants per batch and only compares them."""
+        rows = await self.session.execute(
+            select(QuotaState.tenant_id, QuotaState.state, QuotaState.next_reset_at)
+            .where(QuotaState.tenant_id == _any_of(tenant_ids))
+            .with_for_update()
         )
-        return {row.tenant_id: row for row in rows}
+        return {tenant_id: (state, next_reset_at) for tenant_id, state, next_reset_at in rows}
 
     async def save_state(
         self, tenant_id: uuid.UUID, state: dict[str, Any], next_reset_at: datetime

@@ -10,6 +10,7 @@ enforcers only need to know whether to refuse, and ``/usage`` serves the exact f
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,56 +29,80 @@ WARNING_RATIO = 0.8
 SOURCE = "usage"
 
 
-def _limit(used: int, limit: int | None, resets_at: datetime | None) -> QuotaLimitState:
-    return QuotaLimitState(
-        used=used,
-        limit=limit,
-        remaining=None if limit is None else max(0, limit - used),
-        resets_at=resets_at,
-    )
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A tenant's figures against its plan, as plain numbers: most evaluations end at comparing
+    their significant part with the last one, so the event is built only when it goes out."""
 
+    plan: Plan
+    day_tokens: int
+    month_tokens: int
+    documents: int
+    storage: int
 
-def build_state(
-    plan: Plan, *, day_tokens: int, month_tokens: int, documents: int, storage: int, now: datetime
-) -> QuotaChangedData:
-    limits = {
-        "daily_tokens": _limit(day_tokens, plan.daily_tokens, next_midnight(now)),
-        "monthly_tokens": _limit(month_tokens, plan.monthly_tokens, next_month_start(now)),
-        "documents": _limit(documents, plan.documents, None),
-        "storage_bytes": _limit(storage, plan.storage_bytes, None),
-    }
-    exceeded = [n for n, s in limits.items() if s.limit is not None and s.used >= s.limit]
-    warnings = [
-        n
-        for n, s in limits.items()
-        if s.limit is not None and n not in exceeded and s.used >= WARNING_RATIO * s.limit
-    ]
-    return QuotaChangedData(
-        plan=plan.id,
-        limits=limits,
-        exceeded=exceeded,
-        warnings=warnings,
-        max_file_bytes=plan.max_file_bytes,
-        knowledge_bases=plan.knowledge_bases,
-        requests_per_minute=plan.requests_per_minute,
-        allowed_models=list(plan.allowed_models or ["*"]),
-    )
+    def limits(self) -> dict[str, tuple[int, int | None]]:
+        plan = self.plan
+        return {
+            "daily_tokens": (self.day_tokens, plan.daily_tokens),
+            "monthly_tokens": (self.month_tokens, plan.monthly_tokens),
+            "documents": (self.documents, plan.documents),
+            "storage_bytes": (self.storage, plan.storage_bytes),
+        }
 
+    def exceeded_and_warnings(self) -> tuple[list[str], list[str]]:
+        exceeded, warnings = [], []
+        for name, (used, limit) in self.limits().items():
+            if limit is None:
+                continue
+            if used >= limit:
+                exceeded.append(name)
+            elif used >= WARNING_RATIO * limit:
+                warnings.append(name)
+        return exceeded, warnings
 
-def significant(data: QuotaChangedData, now: datetime) -> dict[str, Any]:
-    return {
-        "plan": data.plan,
-        "exceeded": sorted(data.exceeded),
-        "warnings": sorted(data.warnings),
-        "day": day_of(now).isoformat(),
-        "month": month_of(now).isoformat(),
-        "fixed": [
-            data.max_file_bytes,
-            data.knowledge_bases,
-            data.requests_per_minute,
-            data.allowed_models,
-        ],
-    }
+    def significant(self, now: datetime) -> dict[str, Any]:
+        """What the enforcers must hear about when it changes (see the module's docstring)."""
+        exceeded, warnings = self.exceeded_and_warnings()
+        plan = self.plan
+        return {
+            "plan": plan.id,
+            "exceeded": sorted(exceeded),
+            "warnings": sorted(warnings),
+            "day": day_of(now).isoformat(),
+            "month": month_of(now).isoformat(),
+            "fixed": [
+                plan.max_file_bytes,
+                plan.knowledge_bases,
+                plan.requests_per_minute,
+                list(plan.allowed_models or ["*"]),
+            ],
+        }
+
+    def state(self, now: datetime) -> QuotaChangedData:
+        resets = {
+            "daily_tokens": next_midnight(now),
+            "monthly_tokens": next_month_start(now),
+        }
+        exceeded, warnings = self.exceeded_and_warnings()
+        plan = self.plan
+        return QuotaChangedData(
+            plan=plan.id,
+            limits={
+                name: QuotaLimitState(
+                    used=used,
+                    limit=limit,
+                    remaining=None if limit is None else max(0, limit - used),
+                    resets_at=resets.get(name),
+                )
+                for name, (used, limit) in self.limits().items()
+            },
+            exceeded=exceeded,
+            warnings=warnings,
+            max_file_bytes=plan.max_file_bytes,
+            knowledge_bases=plan.knowledge_bases,
+            requests_per_minute=plan.requests_per_minute,
+            allowed_models=list(plan.allowed_models or ["*"]),
+        )
 
 
 class QuotaService:
@@ -86,10 +111,8 @@ class QuotaService:
         self.quotas = QuotaRepository(session)
         self.outbox = outbox
 
-    async def current(
-        self, tenant_ids: set[uuid.UUID], now: datetime | None = None
-    ) -> dict[uuid.UUID, QuotaChangedData]:
-        now = now or datetime.now(UTC)
+    async def usage(self, tenant_ids: set[uuid.UUID], now: datetime) -> dict[uuid.UUID, Usage]:
+        """The figures of the tenants that have a plan (unknown ones are left out)."""
         plans = await self.quotas.plans_of(tenant_ids)
         known = set(plans)
         if not known:
@@ -98,16 +121,21 @@ class QuotaService:
         months = await self.quotas.period_tokens(known, "month", month_of(now))
         documents = await self.quotas.documents(known)
         return {
-            t: build_state(
+            t: Usage(
                 plans[t],
                 day_tokens=days.get(t, 0),
                 month_tokens=months.get(t, 0),
                 documents=documents.get(t, (0, 0))[0],
                 storage=documents.get(t, (0, 0))[1],
-                now=now,
             )
             for t in known
         }
+
+    async def current(
+        self, tenant_ids: set[uuid.UUID], now: datetime | None = None
+    ) -> dict[uuid.UUID, QuotaChangedData]:
+        now = now or datetime.now(UTC)
+        return {t: usage.state(now) for t, usage in (await self.usage(tenant_ids, now)).items()}
 
     async def evaluate(
         self, tenant_ids: set[uuid.UUID], *, force: bool = False, now: datetime | None = None
@@ -119,19 +147,21 @@ class QuotaService:
             return 0
         now = now or datetime.now(UTC)
         states = await self.quotas.states_for_update(tenant_ids)
+        reset_at = next_midnight(now)
         published = 0
-        for tenant_id, data in (await self.current(tenant_ids, now)).items():
-            summary = significant(data, now)
-            previous = states.get(tenant_id)
-            if force or previous is None or previous.state != summary:
+        for tenant_id, usage in (await self.usage(tenant_ids, now)).items():
+            summary = usage.significant(now)
+            previous_state, previous_reset_at = states.get(tenant_id, (None, None))
+            changed = previous_state != summary
+            if force or changed:
+                data = usage.state(now)
                 await self.outbox.add(
                     self.session, QuotaChanged(tenant_id=tenant_id, source=SOURCE, data=data)
                 )
                 published += 1
                 if data.exceeded:
                     log.info("quota spent", limits=data.exceeded, plan=data.plan)
-            reset_at = next_midnight(now)
-            if previous is None or previous.state != summary or previous.next_reset_at != reset_at:
+            if changed or previous_reset_at != reset_at:
                 await self.quotas.save_state(tenant_id, summary, reset_at)
         return published
 
