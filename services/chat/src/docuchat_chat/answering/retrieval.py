@@ -13,7 +13,14 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from docuchat_common.errors import BadGateway, NotFound, ServiceUnavailable, Unprocessable
+from docuchat_common.errors import (
+    BadGateway,
+    NotFound,
+    QuotaExceeded,
+    RateLimited,
+    ServiceUnavailable,
+    Unprocessable,
+)
 from docuchat_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -50,7 +57,12 @@ class RetrievalClient:
         self.client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=timeout,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            # Idle connections are dropped well before ingest's server closes them (uvicorn:
+            # 5 s, like httpx's default): reusing one the server is closing fails the search
+            # with a ReadError (seen under 32-100 concurrent streams, bench.chat).
+            limits=httpx.Limits(
+                max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0
+            ),
         )
 
     async def aclose(self) -> None:
@@ -86,6 +98,15 @@ class RetrievalClient:
                 str(problem.get("detail") or "the question cannot be searched"),
                 code=str(problem.get("code") or "validation_error"),
             )
+        if response.status_code == 429:
+            # The tenant's plan rate (ingest counts the searches a question makes with the
+            # tenant's own): the caller waits, as for any other limit, instead of a 502.
+            problem = _problem(response)
+            error = QuotaExceeded if problem.get("code") == "quota_exceeded" else RateLimited
+            raise error(
+                str(problem.get("detail") or "too many requests"),
+                retry_after=_retry_after(response),
+            )
         if response.status_code >= 400:
             log.warning("retrieval failed", status=response.status_code, body=response.text[:300])
             raise BadGateway("document search failed", code="retrieval_failed")
@@ -103,3 +124,10 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(1.0, float(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
