@@ -96,7 +96,6 @@ class Saved:
     """What a later run needs to use the knowledge base again."""
 
     tenant_id: str
-    api_key: str
     email: str
     password: str
     knowledge_base_id: str
@@ -112,8 +111,9 @@ class LargeKnowledgeBase:
 
 
 async def _reuse(client: httpx.AsyncClient, saved: Saved) -> Tenant:
-    """The saved tenant, with its plan state published again: the embedded broker forgot it,
-    and the quota guards would otherwise enforce no plan at all (unlike a fresh build)."""
+    """The saved tenant with a new API key, and its plan state published again: the embedded
+    broker forgot it, and the quota guards would otherwise enforce no plan at all (unlike
+    after a fresh build)."""
     login = await client.post(
         "/api/v1/auth/login", json={"email": saved.email, "password": saved.password}
     )
@@ -121,7 +121,7 @@ async def _reuse(client: httpx.AsyncClient, saved: Saved) -> Tenant:
     owner = {"Authorization": f"Bearer {login.json()['access_token']}"}
     plan = await client.put("/api/v1/usage/plan", json={"plan": "enterprise"}, headers=owner)
     plan.raise_for_status()
-    return Tenant(client, {"Authorization": f"Bearer {saved.api_key}"}, saved.tenant_id)
+    return await Tenant.with_api_key(client, owner, saved.tenant_id)
 
 
 async def open_large_kb(
@@ -151,7 +151,6 @@ async def open_large_kb(
     documents, chunks = await tenant.census(kb_id)
     if chunks < MIN_CHUNKS:
         raise AssertionError(f"only {chunks} chunks indexed ({failed} documents failed)")
-    key = tenant.headers["Authorization"].removeprefix("Bearer ")
-    saved = Saved(tenant.id, key, email, password, kb_id)
+    saved = Saved(tenant.id, email, password, kb_id)
     state.write_text(json.dumps(asdict(saved), indent=2))
     return LargeKnowledgeBase(tenant, kb_id, chunks, documents, time.perf_counter() - started)
