@@ -108,3 +108,31 @@ async def test_questions_over_a_websocket_count_against_the_plans_request_rate(
         second = await ws.receive_json()
     assert first["type"] == "done", first
     assert (second["type"], second["status"], second["code"]) == ("error", 429, "rate_limited")
+
+
+async def test_a_question_over_the_plans_search_rate_waits_like_any_rate_limit(
+    chat: ChatService, ingest: HttpService, fake_openai: FakeOpenAI
+) -> None:
+    """A question's search counts against the tenant's request rate at ingest, with the
+    tenant's own searches: when that is spent the caller gets 429 rate_limited with Retry-After,
+    not a 502."""
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    kb_id = await make_kb(ingest, tenant)
+    state = QuotaChangedData(plan="free", limits={}, requests_per_minute=2)
+    await chat.set_quota(tenant, state)
+    await ingest.runtime.state["quota"].wait_for(tenant, lambda s: s == state, timeout=30)
+    for _ in range(2):  # the tenant's own searches spend ingest's count
+        searched = await ingest.client.post(
+            f"/api/v1/knowledge-bases/{kb_id}/search",
+            json={"query": "copyright"},
+            headers=ingest.headers(tenant, user),
+        )
+        assert searched.status_code == 200, searched.text
+    session = await chat.new_session(tenant, user, kb_id)
+
+    refused = await chat.ask(tenant, user, session["id"], DISTANCE_EDUCATION)
+
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert fake_openai.chat_requests == []

@@ -15,11 +15,16 @@ from docuchat_ingest.search.service import Retrieval, SearchService
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["search"])
 
 
-async def _searcher(identity: CurrentIdentity) -> Identity:
+async def _searcher(identity: CurrentIdentity, request: Request) -> Identity:
     """Reading the documents, or chatting about them: chat retrieves with its caller's
-    identity, so an API key made for chat only may search too."""
+    identity, so an API key made for chat only may search too. A search is work: it counts
+    against the plan's request rate here, a question's search included (chat counts the
+    question itself in its own count)."""
     if identity.via == "api_key" and not (identity.has_scope("read") or identity.has_scope("chat")):
         raise Forbidden("API key lacks the 'read' or 'chat' scope", code="insufficient_scope")
+    quota = runtime_of(request).state.get("quota")
+    if quota is not None:
+        quota.check_rate(identity.tenant_id)
     return identity
 
 
