@@ -49,6 +49,7 @@ class MiniLMEmbedder:
         batch_size: int = 32,
         intra_op_num_threads: int = 2,
         max_length: int = MAX_SEQ_LENGTH,
+        spin_wait: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -67,6 +68,11 @@ class MiniLMEmbedder:
         options.intra_op_num_threads = intra_op_num_threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # onnxruntime's pool threads busy-wait for the next operator by default: between model
+        # runs they burn a core that the rest of the process (parsing, I/O) needs.
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spin_wait else "0"
+        )
         self._session: Any = ort.InferenceSession(
             str(model_path or onnx_model_path()), options, providers=["CPUExecutionProvider"]
         )
