@@ -19,8 +19,10 @@ import httpx
 import numpy as np
 
 from bench.retrieval.beir import SCIFACT, load
+from bench.retrieval.gateway_log import AccessLog, GatewaySplit
 from bench.retrieval.large_kb import open_large_kb
 from bench.retrieval.stack import Tenant, running_stack
+from docuchat.stack import DevStack
 
 SESSIONS = "/api/v1/sessions"
 WARMUP = 20
@@ -201,10 +203,14 @@ class FirstTokenReport:
     search_ms: list[float]
     model_answers: int
     errors: Counter[str]
+    chat_gateway: GatewaySplit
+    search_gateway: GatewaySplit
+    model_first_chunk_ms: list[float]
 
     def lines(self) -> list[str]:
         chat50, bare50 = pct(self.first_token_ms, 50), pct(self.search_ms, 50)
         chat99, bare99 = pct(self.first_token_ms, 99), pct(self.search_ms, 99)
+        chat_gw, search_gw = self.chat_gateway, self.search_gateway
         return [
             f"{self.pairs} questions each side, one at a time, interleaved "
             f"({self.model_answers} answered by the model, errors: {dict(self.errors) or 0})",
@@ -212,20 +218,76 @@ class FirstTokenReport:
             f"search route (bare)    p50 {bare50:6.1f} ms   p99 {bare99:6.1f} ms",
             f"chat adds at p50 {chat50 - bare50:6.1f} ms (goal <= 25 ms), at p99 "
             f"{chat99 - bare99:6.1f} ms",
+            "  at the gateway (access log), p50: gateway and forward-auth "
+            f"{chat_gw.overhead_p50_ms:.1f} ms for chat, {search_gw.overhead_p50_ms:.1f} ms for "
+            f"the search; the search service {search_gw.origin_p50_ms:.1f} ms, chat's whole "
+            f"stream {chat_gw.origin_p50_ms:.1f} ms",
+            f"  the fake model's own first chunk, called directly: p50 "
+            f"{pct(self.model_first_chunk_ms, 50):.1f} ms, p99 "
+            f"{pct(self.model_first_chunk_ms, 99):.1f} ms (part of what chat adds)",
         ]
 
 
+async def model_first_chunk(model: httpx.AsyncClient, question: str) -> float:
+    """The fake model's own share: its first streamed chunk, called directly (no chat)."""
+    started = time.perf_counter()
+    async with model.stream(
+        "POST",
+        "/chat/completions",
+        json={
+            "model": "gpt-4o-mini",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [
+                {"role": "system", "content": "Answer from the numbered passages."},
+                {"role": "user", "content": f"[1] A passage.\n\nQuestion: {question}"},
+            ],
+        },
+    ) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if line.startswith("data:") and '"content"' in line:
+                elapsed = _ms(started)
+                await response.aread()
+                return elapsed
+    raise AssertionError("the fake model streamed no content")
+
+
 async def first_token(
-    tenant: Tenant, kb_id: str, questions: Questions, pairs: int
+    tenant: Tenant,
+    kb_id: str,
+    questions: Questions,
+    pairs: int,
+    access_log: Path,
+    model_url: str,
 ) -> FirstTokenReport:
     """One question at a time: chat's first token against the same question's bare search.
     Both sides get the same SciFact query, tagged differently so neither finds the other's
-    query embedding cached; which side goes first alternates."""
+    query embedding cached; which side goes first alternates. The fake model's own first
+    chunk is timed after each pair."""
+    model = httpx.AsyncClient(base_url=model_url, timeout=30)
+    try:
+        return await _first_token(tenant, kb_id, questions, pairs, access_log, model)
+    finally:
+        await model.aclose()
+
+
+async def _first_token(
+    tenant: Tenant,
+    kb_id: str,
+    questions: Questions,
+    pairs: int,
+    access_log: Path,
+    model: httpx.AsyncClient,
+) -> FirstTokenReport:
     chat = Conversation(tenant, kb_id)
     for _ in range(WARMUP):
         await chat.ask(questions.next("(warm-up)"))
         await search(tenant, kb_id, questions.next("(warm-up)"))
     firsts, searches, answered, errors = [], [], 0, Counter[str]()
+    model_ms = []
+    log = AccessLog(access_log)
+    log.mark()
     for i in range(pairs):
         base = questions.next()
         asked_text, searched_text = f"{base} [a]", f"{base} [b]"
@@ -235,12 +297,22 @@ async def first_token(
         else:
             asked = await chat.ask(asked_text)
             searches.append(await search(tenant, kb_id, searched_text))
+        model_ms.append(await model_first_chunk(model, base))
         if asked.error is not None or asked.first_token_ms is None:
             errors[asked.error or "no token"] += 1
             continue
         firsts.append(asked.first_token_ms)
         answered += asked.model_answered
-    return FirstTokenReport(pairs, firsts, searches, answered, errors)
+    return FirstTokenReport(
+        pairs,
+        firsts,
+        searches,
+        answered,
+        errors,
+        log.split("POST", "/messages"),
+        log.split("POST", "/search"),
+        model_ms,
+    )
 
 
 @dataclass
@@ -293,10 +365,10 @@ async def sustained(
 # --- the run --------------------------------------------------------------------------------------
 
 
-async def run(gateway_url: str, data_dir: Path, args: argparse.Namespace) -> list[str]:
+async def run(stack: DevStack, model_url: str, args: argparse.Namespace) -> list[str]:
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=120, limits=limits) as client:
-        large = await open_large_kb(client, data_dir, load(SCIFACT).corpus)
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=120, limits=limits) as client:
+        large = await open_large_kb(client, stack.data_dir, load(SCIFACT).corpus)
         how = (
             "reused"
             if large.built_in_seconds is None
@@ -305,9 +377,16 @@ async def run(gateway_url: str, data_dir: Path, args: argparse.Namespace) -> lis
         lines = [f"knowledge base: {large.chunks} chunks in {large.documents} documents ({how})"]
         print(lines[0], flush=True)
         questions = Questions(scifact_queries())
-        timed = await first_token(large.tenant, large.id, questions, args.pairs)
+        timed = await first_token(
+            large.tenant,
+            large.id,
+            questions,
+            args.pairs,
+            stack.logs_dir / "access.log",
+            model_url,
+        )
         lines += ["", "== time to first token vs the bare search ==", *timed.lines()]
-        print("\n".join(lines[-6:]), flush=True)
+        print("\n".join(lines[-8:]), flush=True)
         for streams, seconds, title in (
             (args.streams, args.seconds, "sustained answers"),
             (args.soak_streams, args.soak_seconds, "held streams"),
@@ -344,6 +423,6 @@ def main(argv: list[str] | None = None) -> None:
             "DOCUCHAT_CHAT_LLM_MODEL": "gpt-4o-mini",
         }
         with running_stack(args.data_dir, env) as stack:
-            lines = asyncio.run(run(stack.gateway_url, stack.data_dir, args))
+            lines = asyncio.run(run(stack, fake.base_url, args))
         calls = fake.calls()
     print("\n".join([*lines, f"the fake model answered {calls} calls"]), flush=True)

@@ -88,7 +88,12 @@ async def run(
         queries = [*dataset.queries.values()]
         with tempfile.TemporaryDirectory() as copy:
             result = await latency.measure(
-                tenant, searched, stack.data_dir / "vectors", Path(copy) / "shard", queries
+                tenant,
+                searched,
+                stack.data_dir / "vectors",
+                Path(copy) / "shard",
+                queries,
+                stack.logs_dir / "access.log",
             )
         lat = ["", "== search latency ==", *result.lines()]
         print("\n".join(lat), flush=True)
