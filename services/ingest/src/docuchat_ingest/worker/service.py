@@ -109,8 +109,12 @@ class IndexingService:
         last_reported = 0.0
 
         async def on_progress(value: float) -> None:
+            # The last step is not published on its own: document.indexed, committed with the
+            # claim on the event, carries progress 1.0 (most documents are one or two slices,
+            # and every progress is a transaction, an outbox row and a message for each
+            # consumer of the topic).
             nonlocal last_reported
-            if value - last_reported >= PROGRESS_STEP or value >= 1.0:
+            if value - last_reported >= PROGRESS_STEP and value < 1.0:
                 last_reported = value
                 await self._progress(document, "processing", value)
 
