@@ -36,6 +36,10 @@ class MiniLMEmbedder:
     ``batch_size`` in a worker thread each (the event loop stays free), and returns the vectors
     in input order. ``tokens`` counts the wordpieces fed to the model ([CLS]/[SEP] included,
     after truncation). The ONNX session is thread-safe; one instance per process is enough.
+
+    Batches are small: the attention tensors of a batch of 32 chunks of ~200 wordpieces
+    (~100 MB) spill out of the CPU caches; the bench corpus's chunks took ~18% less CPU in
+    batches of 8 than of 32 (the same texts, sorted by length either way).
     """
 
     model_name = MODEL_NAME
@@ -46,7 +50,7 @@ class MiniLMEmbedder:
         *,
         model_path: Path | None = None,
         tokenizer: Tokenizer | None = None,
-        batch_size: int = 32,
+        batch_size: int = 8,
         intra_op_num_threads: int = 2,
         max_length: int = MAX_SEQ_LENGTH,
         spin_wait: bool = False,
