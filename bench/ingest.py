@@ -37,14 +37,18 @@ def corpus_files() -> list[Path]:
     )
 
 
-def stack_cpu_seconds(stack: DevStack) -> float:
-    """CPU time used so far by every process of the stack (services, the parser child,
-    PostgreSQL and its backends, the broker, the gateway)."""
-    roots = [p.pid for p in stack.processes.values()]
-    roots += [stack.postgres.pid, stack.broker.pid, stack.gateway.pid]
+def stack_cpu_seconds(stack: DevStack) -> dict[str, float]:
+    """CPU time used so far by each part of the stack: the service processes, their children
+    (the parser), PostgreSQL and its backends, the broker, the gateway."""
+    roots = {name: p.pid for name, p in stack.processes.items()}
+    roots |= {
+        "postgres": stack.postgres.pid,
+        "broker": stack.broker.pid,
+        "gateway": stack.gateway.pid,
+    }
     seen: set[int] = set()
-    total = 0.0
-    for pid in roots:
+    parts: dict[str, float] = {}
+    for name, pid in roots.items():
         if pid is None:
             continue
         try:
@@ -60,11 +64,14 @@ def stack_cpu_seconds(stack: DevStack) -> float:
                 times = proc.cpu_times()
             except psutil.NoSuchProcess:
                 continue
-            total += times.user + times.system + times.children_user + times.children_system
-    return total
+            part = name if proc is root or name in ("postgres", "broker", "gateway") else "parser"
+            parts[part] = parts.get(part, 0.0) + (
+                times.user + times.system + times.children_user + times.children_system
+            )
+    return parts
 
 
-def end_to_end(files: list[Path]) -> tuple[float, int, int, int, float, float]:
+def end_to_end(files: list[Path]) -> tuple[float, int, int, int, float, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         stack = DevStack(
             StackConfig(
@@ -79,7 +86,8 @@ def end_to_end(files: list[Path]) -> tuple[float, int, int, int, float, float]:
         try:
             cpu_before = stack_cpu_seconds(stack)
             elapsed, docs = asyncio.run(upload_all(stack, files))
-            cpu = stack_cpu_seconds(stack) - cpu_before
+            cpu_after = stack_cpu_seconds(stack)
+            cpu = {part: cpu_after[part] - cpu_before.get(part, 0.0) for part in cpu_after}
             rss = psutil.Process(stack.processes["all"].pid).memory_info().rss / 2**20
         finally:
             stack.stop()
@@ -157,7 +165,8 @@ async def embedding_only(files: list[Path]) -> tuple[float, int, float]:
 
 def main() -> None:
     files = corpus_files()
-    e2e, documents, pages, chunks, rss, e2e_cpu = end_to_end(files)
+    e2e, documents, pages, chunks, rss, e2e_cpus = end_to_end(files)
+    e2e_cpu = sum(e2e_cpus.values())
     embed, embedded_chunks, embed_cpu = asyncio.run(embedding_only(files))
     print(f"{len(files)} files uploaded through the gateway: {documents} indexed")
     print(f"{pages} pages, {chunks} chunks")
@@ -168,6 +177,12 @@ def main() -> None:
     print(
         f"CPU seconds: whole stack {e2e_cpu:.1f} vs embedding {embed_cpu:.1f}"
         f" = {e2e_cpu / embed_cpu:.2f}"
+    )
+    print(
+        "  of which: "
+        + ", ".join(
+            f"{part} {cpu:.1f}" for part, cpu in sorted(e2e_cpus.items(), key=lambda i: -i[1])
+        )
     )
     print(f"all-in-one process RSS {rss:.0f} MiB")
 
