@@ -426,4 +426,5 @@ def main(argv: list[str] | None = None) -> None:
         with running_stack(args.data_dir, env) as stack:
             lines = asyncio.run(run(stack, fake.base_url, args))
         calls = fake.calls()
-    print("\n".join([*lines, f"the fake model answered {calls} calls"]), flush=True)
+    summary = f"the fake model answered {calls} calls ({args.pairs} of them called directly)"
+    print("\n".join([*lines, summary]), flush=True)

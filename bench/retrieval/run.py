@@ -11,6 +11,14 @@ dense 0.678 / 0.815 / 0.642, BM25 0.691 / 0.813 / 0.658, hybrid 0.724 / 0.835 / 
 Latency on 15,185 chunks (SciFact + the corpus documents), 789 queries: route through the
 gateway p50 28.7 ms, p99 66.9 ms; bare in-process embedding + hybrid query p50 33.8 ms, p99
 77.3 ms (the route adds nothing measurable); a repeated question (cached embedding) p50 22.3 ms.
+
+`--latency-only`, 2026-11-24, on the 20,000+ chunk knowledge base (bench/retrieval/large_kb.py:
+20,206 chunks, the 69 readable corpus documents + 1,478 SciFact records in 64-wordpiece chunks,
+indexed in 17 min, then reused), 789 queries: route p50 38.7 ms, p99 66.9 ms; bare p50 17.4 ms,
+p99 33.8 ms: the API adds 21.3 ms at p50 (goal <= 10 ms). Of the route, the gateway with
+forward-auth takes 4.0 ms and the search service 31.7 ms (p50s, Traefik's access log), ~14 ms
+over the same embedding and query done bare. Three other runs that day: +24.3 (a loaded
+machine: bare p50 45.3 ms), +19.6, +17.8 ms.
 """
 
 from __future__ import annotations
