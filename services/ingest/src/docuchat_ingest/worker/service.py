@@ -105,7 +105,7 @@ class IndexingService:
                 return None
             kb = await session.get(KnowledgeBase, document.knowledge_base_id)
             settings = KnowledgeBaseSettings.model_validate(kb.settings if kb else {})
-        await self._progress(document, "processing", 0.0)
+            await self._record_progress(session, document, "processing", 0.0)
         last_reported = 0.0
 
         async def on_progress(value: float) -> None:
@@ -198,21 +198,26 @@ class IndexingService:
 
     async def _progress(self, document: Document, status: str, progress: float) -> None:
         async with self.database.transaction() as session:
-            await self._record(
-                session,
-                document,
-                {"status": status, "progress": progress},
-                DocumentProgressed(
-                    tenant_id=document.tenant_id,
-                    source=SOURCE,
-                    data=DocumentProgressedData(
-                        document_id=document.id,
-                        knowledge_base_id=document.knowledge_base_id,
-                        status=status,
-                        progress=round(progress, 3),
-                    ),
+            await self._record_progress(session, document, status, progress)
+
+    async def _record_progress(
+        self, session: AsyncSession, document: Document, status: str, progress: float
+    ) -> None:
+        await self._record(
+            session,
+            document,
+            {"status": status, "progress": progress},
+            DocumentProgressed(
+                tenant_id=document.tenant_id,
+                source=SOURCE,
+                data=DocumentProgressedData(
+                    document_id=document.id,
+                    knowledge_base_id=document.knowledge_base_id,
+                    status=status,
+                    progress=round(progress, 3),
                 ),
-            )
+            ),
+        )
 
     @staticmethod
     def _failure(document: Document, code: str, message: str) -> _Outcome:
