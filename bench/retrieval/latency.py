@@ -14,7 +14,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,8 @@ class LatencyReport:
     bare_ms: list[float]
     cached_route_ms: list[float]
     gateway: GatewaySplit | None = None
+    # The search service's own steps (its Server-Timing header), milliseconds per route call.
+    steps: dict[str, list[float]] = field(default_factory=dict)
 
     @staticmethod
     def pct(values: Sequence[float], q: float) -> float:
@@ -58,6 +60,15 @@ class LatencyReport:
                     f"{self.gateway.origin_p50_ms:.1f} ms"
                 ]
                 if self.gateway
+                else []
+            ),
+            *(
+                [
+                    "  inside the search service (Server-Timing) p50: "
+                    + ", ".join(f"{k} {self.pct(v, 50):.1f} ms" for k, v in self.steps.items())
+                    + f"; bare embedding + query here: {p50_bare:.1f} ms"
+                ]
+                if self.steps
                 else []
             ),
             f"route, repeated question (embedding cached)  p50 "
@@ -91,11 +102,15 @@ async def measure(
         await store.search_hybrid(tenant_id, kb, dense, sparse.encode_query(query), TOP_K)
         return (time.perf_counter() - started) * 1000
 
+    steps: dict[str, list[float]] = {}
+
     async def route(query: str) -> float:
         started = time.perf_counter()
         hits = await tenant.search(kb_id, query, TOP_K)
         elapsed = (time.perf_counter() - started) * 1000
         assert len(hits) == TOP_K
+        for step, ms in server_timing(tenant.last_server_timing).items():
+            steps.setdefault(step, []).append(ms)
         return elapsed
 
     try:
@@ -106,6 +121,7 @@ async def measure(
         if log:
             log.mark()
         route_ms, bare_ms = [], []
+        steps.clear()  # the warm-up's do not count
         for i, query in enumerate(queries[WARMUP:]):
             # alternate which side goes first, so neither always follows the other
             if i % 2:
@@ -115,7 +131,18 @@ async def measure(
                 bare_ms.append(await bare(query))
                 route_ms.append(await route(query))
         gateway = log.split("POST", "/search") if log else None
+        measured = {step: list(values) for step, values in steps.items()}
         cached = [await route(q) for q in queries[WARMUP:]]
     finally:
         await store.close()
-    return LatencyReport(chunks, len(route_ms), route_ms, bare_ms, cached, gateway)
+    return LatencyReport(chunks, len(route_ms), route_ms, bare_ms, cached, gateway, measured)
+
+
+def server_timing(header: str | None) -> dict[str, float]:
+    """``name;dur=1.5, other;dur=2`` → {"name": 1.5, "other": 2.0}."""
+    steps: dict[str, float] = {}
+    for entry in (header or "").split(","):
+        name, _, params = entry.strip().partition(";")
+        if params.startswith("dur="):
+            steps[name] = float(params.removeprefix("dur="))
+    return steps

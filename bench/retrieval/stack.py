@@ -54,6 +54,7 @@ class Tenant:
     id: str
     # document id -> the corpus ids uploaded as it (a duplicate upload maps to the first)
     corpus_ids: dict[str, list[str]] = field(default_factory=dict)
+    last_server_timing: str | None = None  # of the last search: the service's own steps
 
     @classmethod
     async def register(
@@ -202,6 +203,7 @@ class Tenant:
                 await asyncio.sleep(float(r.headers.get("retry-after", "1")))
                 continue
             r.raise_for_status()
+            self.last_server_timing = r.headers.get("server-timing")
             hits: list[dict[str, Any]] = r.json()["hits"]
             return hits
 

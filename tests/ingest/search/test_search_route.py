@@ -38,6 +38,9 @@ async def test_known_queries_find_the_document_and_page(ingest_all: IngestServic
         }
         hits = body["hits"]
         assert len(hits) == 5  # the knowledge base's default top_k
+        # Where the time went, for dev tools and operators: each step once, in order.
+        steps = [entry.split(";")[0] for entry in answer.headers["server-timing"].split(", ")]
+        assert steps == ["kb", "embed", "sparse", "store"]
         top = hits[0]
         assert top["document_id"] == dmca and top["filename"] == DMCA.name
         # The page is among the first three: near-ties (page 17 also says "registration"

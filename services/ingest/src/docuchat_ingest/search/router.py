@@ -3,14 +3,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from docuchat_common.errors import Forbidden
 from docuchat_common.identity import CurrentIdentity, Identity
 from docuchat_common.service import DbSession, runtime_of
 from docuchat_ingest.knowledge_bases.repository import KnowledgeBaseRepository
 from docuchat_ingest.search.schemas import SearchIn, SearchMode, SearchOut
-from docuchat_ingest.search.service import Retrieval, SearchService
+from docuchat_ingest.search.service import Retrieval, SearchService, Timings
 
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["search"])
 
@@ -38,6 +38,7 @@ async def search(
     identity: Searcher,
     *,
     request: Request,
+    response: Response,
     session: DbSession,
     mode: SearchMode = "hybrid",
 ) -> SearchOut:
@@ -45,4 +46,8 @@ async def search(
     (for evaluation). Chat calls this same route, forwarding its caller's identity."""
     retrieval: Retrieval = runtime_of(request).state["retrieval"]
     service = SearchService(KnowledgeBaseRepository(session), retrieval)
-    return await service.search(identity, kb_id, body, mode=mode)
+    timings = Timings()
+    found = await service.search(identity, kb_id, body, mode=mode, timings=timings)
+    # The steps' durations for whoever looks (browsers' dev tools, the latency benchmark).
+    response.headers["Server-Timing"] = timings.header()
+    return found

@@ -8,8 +8,9 @@ vector is touched, and every store query is filtered by the caller's tenant as w
 
 from __future__ import annotations
 
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
@@ -57,6 +58,22 @@ class QueryEncoder:
         return self.sparse.encode_query(text)
 
 
+@dataclass
+class Timings:
+    """Where a search's time went, in milliseconds by step: served as ``Server-Timing``."""
+
+    steps: dict[str, float] = field(default_factory=dict)
+    _mark: float = field(default_factory=time.perf_counter)
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.steps[step] = self.steps.get(step, 0.0) + (now - self._mark) * 1000
+        self._mark = now
+
+    def header(self) -> str:
+        return ", ".join(f"{step};dur={ms:.1f}" for step, ms in self.steps.items())
+
+
 @dataclass(frozen=True)
 class Retrieval:
     """Search over the store this process owns, with its query encoders. Callers have checked
@@ -73,14 +90,23 @@ class Retrieval:
         top_k: int,
         *,
         mode: SearchMode = "hybrid",
+        timings: Timings | None = None,
     ) -> list[SearchHit]:
+        timings = timings or Timings()
         dense = await self.queries.dense(query)
+        timings.lap("embed")
         if mode == "dense":
-            return await self.store.search_dense(tenant_id, kb_id, dense, top_k)
+            hits = await self.store.search_dense(tenant_id, kb_id, dense, top_k)
+            timings.lap("store")
+            return hits
         sparse = self.queries.encode_sparse(query)
+        timings.lap("sparse")
         if mode == "sparse":
-            return await self.store.search_sparse(tenant_id, kb_id, dense, sparse, top_k)
-        return await self.store.search_hybrid(tenant_id, kb_id, dense, sparse, top_k)
+            hits = await self.store.search_sparse(tenant_id, kb_id, dense, sparse, top_k)
+        else:
+            hits = await self.store.search_hybrid(tenant_id, kb_id, dense, sparse, top_k)
+        timings.lap("store")
+        return hits
 
 
 def clean_query(raw: str) -> str:
@@ -122,13 +148,18 @@ class SearchService:
         body: SearchIn,
         *,
         mode: SearchMode = "hybrid",
+        timings: Timings | None = None,
     ) -> SearchOut:
+        timings = timings or Timings()
         kb = await self.knowledge_bases.get(identity.tenant_id, kb_id)
+        timings.lap("kb")
         if kb is None:  # another tenant's looks exactly like none
             raise NotFound("knowledge base not found", code="knowledge_base_not_found")
         query = clean_query(body.query)
         top_k = body.top_k or KnowledgeBaseSettings.model_validate(kb.settings or {}).top_k
-        hits = await self.retrieval.search(identity.tenant_id, kb.id, query, top_k, mode=mode)
+        hits = await self.retrieval.search(
+            identity.tenant_id, kb.id, query, top_k, mode=mode, timings=timings
+        )
         return SearchOut(
             hits=[hit_out(h) for h in hits],
             knowledge_base=SearchedKnowledgeBase(
