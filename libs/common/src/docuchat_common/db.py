@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -37,16 +40,24 @@ def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# A pooled connection idle this long is pinged before it is handed out.
+IDLE_PING_SECONDS = 10.0
+
+
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        idle_ping_seconds: float = IDLE_PING_SECONDS,
+    ) -> None:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_pre_ping=True,
-            echo=echo,
+            url, pool_size=pool_size, max_overflow=pool_size, echo=echo
         )
+        _ping_when_idle(self.engine, idle_ping_seconds)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -61,6 +72,34 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Pessimistic disconnect handling, for connections that sat idle only.
+
+    ``pool_pre_ping`` pings on every checkout: with asyncpg that is BEGIN, a ping and ROLLBACK,
+    three round trips before each request's first query. A connection back in the pool a
+    moment ago is almost surely alive; one idle for a while may have been dropped (a database
+    restart, a proxy's idle timeout), so only those are pinged, and a dead one is replaced
+    before use. A connection that dies in the gap fails its statement; SQLAlchemy then
+    invalidates the pool, so the next checkouts get fresh connections.
+    """
+    pool_events = engine.sync_engine
+
+    @event.listens_for(pool_events, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool_events, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError("idle pooled connection is gone") from exc
 
 
 async def ensure_database(url: str) -> bool:

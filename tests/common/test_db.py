@@ -1,0 +1,72 @@
+"""Pooled connections: one that sat idle is checked before use, so a database restart (or a
+proxy's idle timeout) costs no request; a busy pool skips the check's round trips."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from docuchat_common.db import Database
+
+
+async def backend_pids(database: Database) -> set[int]:
+    async with database.transaction() as session:
+        return {int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)}
+
+
+async def drop_connections(url: str) -> None:
+    """What a database restart does to a pool: every server side of its connections is gone."""
+    target = make_url(url)
+    admin = await asyncpg.connect(
+        target.set(drivername="postgresql", database="postgres").render_as_string(
+            hide_password=False
+        )
+    )
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            target.database,
+        )
+    finally:
+        await admin.close()
+
+
+async def test_a_connection_idle_past_the_threshold_is_replaced_before_use(
+    databases: dict[str, str],
+) -> None:
+    url = databases["usage"]
+    database = Database(url, pool_size=1, idle_ping_seconds=0.2)
+    try:
+        before = await backend_pids(database)
+        await drop_connections(url)
+        await asyncio.sleep(0.3)  # the pooled connection's idle time, the thing under test
+
+        after = await backend_pids(database)  # no error: the dead connection was replaced
+
+        assert after and after != before
+    finally:
+        await database.dispose()
+
+
+async def test_a_connection_back_a_moment_ago_is_used_without_a_check(
+    databases: dict[str, str],
+) -> None:
+    """The trade-off, shown: a connection killed between two close requests fails the second
+    one's statement; the pool is then invalidated and the request after it succeeds."""
+    url = databases["usage"]
+    database = Database(url, pool_size=1, idle_ping_seconds=60)
+    try:
+        await backend_pids(database)
+        await drop_connections(url)
+
+        with pytest.raises(DBAPIError):
+            await backend_pids(database)
+        assert await backend_pids(database)
+    finally:
+        await database.dispose()
