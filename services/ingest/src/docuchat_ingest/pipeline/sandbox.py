@@ -23,8 +23,11 @@ from docuchat_ingest.parsing import ParsedDocument, ParseError, load_parsers, pa
 log = get_logger(__name__)
 
 
-def _limit_memory(max_bytes: int) -> None:
+def _start_child(max_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    # The format parsers are imported on first use; PyMuPDF's import alone is about a
+    # CPU-second that the first PDF (after a start or a replacement) would otherwise wait for.
+    load_parsers()
 
 
 def _parse(data: bytes, filename: str, media_type: str, max_pages: int) -> ParsedDocument:
@@ -35,10 +38,7 @@ def _parse(data: bytes, filename: str, media_type: str, max_pages: int) -> Parse
 
 
 def _ready() -> bool:
-    # The format parsers are imported on first use; PyMuPDF's import alone is seconds of CPU
-    # that the first PDF would otherwise wait for.
-    load_parsers()
-    return True
+    return True  # the child's initializer has loaded the parsers
 
 
 class ParserSandbox:
@@ -52,7 +52,7 @@ class ParserSandbox:
         return ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_limit_memory,
+            initializer=_start_child,
             initargs=(self.max_memory_bytes,),
         )
 
