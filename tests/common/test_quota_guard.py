@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from docuchat_common.events.envelope import utcnow
 from docuchat_common.events.topics import QUOTA
 from docuchat_common.health import HealthChecks
 from docuchat_common.metrics import registry
-from docuchat_common.quota import QuotaGuard, QuotaStateUnavailable
+from docuchat_common.quota import MovingWindow, QuotaGuard, QuotaStateUnavailable
 
 
 def limit(used: int, cap: int | None, resets_at: datetime | None = None) -> QuotaLimitState:
@@ -410,3 +411,17 @@ async def test_spending_of_a_period_that_ended_does_not_count_in_the_next(
     )
     await guard.wait_for(tenant, plan_is("pro"), timeout=30)
     guard.check(tenant, "daily_tokens")
+
+
+def test_the_moving_window_allows_the_limit_in_any_window_and_says_when_to_retry() -> None:
+    window = MovingWindow(0.5)
+    tenant, other = uuid.uuid4(), uuid.uuid4()
+
+    assert [window.hit(tenant, 3) for _ in range(3)] == [None, None, None]
+    wait = window.hit(tenant, 3)
+    assert wait is not None and 0 < wait <= 0.5  # until the first hit leaves the window
+    assert window.hit(other, 3) is None  # counted per key
+
+    time.sleep(wait)  # the window moving on is the behaviour under test
+    assert [window.hit(tenant, 3) for _ in range(3)] == [None, None, None]
+    assert window.hit(tenant, 3) is not None

@@ -27,13 +27,11 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Gauge, Histogram
 from pydantic import TypeAdapter
 
@@ -78,6 +76,48 @@ class QuotaStateUnavailable(RuntimeError):
     """The guard could not load the quota state (broker unreachable, or not caught up)."""
 
 
+RATE_WINDOW_SECONDS = 60.0
+
+
+class MovingWindow:
+    """A moving-window request counter per key: at most ``limit`` hits in any ``window``
+    seconds (no burst of twice the limit across a minute boundary).
+
+    Written here rather than taken from ``limits``: its in-memory storage starts a timer thread
+    to expire entries whenever the previous one has finished, so on a busy service nearly every
+    counted request started a thread. Here each key keeps the times of its recent hits, pruned
+    as it is hit; a key with no recent hit is dropped, so memory follows the active tenants.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._hits: dict[Any, deque[float]] = {}
+        self._swept = time.monotonic()
+
+    def hit(self, key: Any, limit: int) -> float | None:
+        """Count a hit: None if allowed, else the seconds until one more would be."""
+        now = time.monotonic()
+        if now - self._swept > self.window:  # once a window: O(keys), not per hit
+            self.forget_idle()
+            self._swept = now
+        hits = self._hits.get(key)
+        if hits is None:
+            hits = self._hits[key] = deque()
+        horizon = now - self.window
+        while hits and hits[0] <= horizon:
+            hits.popleft()
+        if len(hits) < limit:
+            hits.append(now)
+            return None
+        return hits[len(hits) - limit] + self.window - now
+
+    def forget_idle(self) -> None:
+        """Drop the keys with no hit inside the window."""
+        horizon = time.monotonic() - self.window
+        for key in [k for k, hits in self._hits.items() if not hits or hits[-1] <= horizon]:
+            del self._hits[key]
+
+
 class QuotaGuard:
     def __init__(
         self,
@@ -97,9 +137,8 @@ class QuotaGuard:
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._live = False  # caught up: lag is measured only for live events, not the replay
-        # The plan's requests per minute, counted per tenant in this replica (a moving window:
-        # no burst of twice the limit across a minute boundary).
-        self._rate = MovingWindowRateLimiter(MemoryStorage())
+        # The plan's requests per minute, counted per tenant in this replica.
+        self._rate = MovingWindow(RATE_WINDOW_SECONDS)
         # Tokens this replica spent that usage may not have metered yet: (when, tokens).
         self._debits: dict[uuid.UUID, list[tuple[datetime, int]]] = {}
         # A state published at T may not include tokens spent shortly before T (still on their
@@ -221,16 +260,14 @@ class QuotaGuard:
         per_minute = state.requests_per_minute if state is not None else None
         if not per_minute:
             return
-        item = RateLimitItemPerMinute(per_minute)
-        key = str(tenant_id)
-        if self._rate.hit(item, key):
+        retry_after = self._rate.hit(tenant_id, per_minute)
+        if retry_after is None:
             return
-        reset_at, _ = self._rate.get_window_stats(item, key)
         raise RateLimited(
             f"more than {per_minute} requests a minute on the {state.plan} plan"
             if state is not None
             else None,
-            retry_after=max(1.0, reset_at - time.time()),
+            retry_after=max(1.0, retry_after),
             extra={"limit": "requests_per_minute", "requests_per_minute": per_minute},
         )
 

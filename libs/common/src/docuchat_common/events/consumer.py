@@ -395,7 +395,9 @@ class EventConsumers:
             tenant_id=tenant,
         ):
             if isinstance(event, UnknownEvent) or not isinstance(event, wanted):
-                log.info(
+                # Debug: a topic carrying many types (document.progressed beside the two usage
+                # wants) would otherwise log a line per event skipped.
+                log.debug(
                     "event type not handled here; skipped", type=event.type, version=event.version
                 )
                 return "ignored"
