@@ -121,6 +121,23 @@ async def test_access_tokens_still_pass_and_missing_credentials_do_not(
     assert missing.json()["instance"] == "/api/v1/users/me"
 
 
+async def test_one_caller_gets_one_internal_token_for_a_while_and_keys_differ(
+    auth: AuthService,
+) -> None:
+    """Forward-auth runs on every request: the signed identity is reused for half its life
+    instead of signed again, and never shared between different identities."""
+    token = (await auth.register("owner@example.com"))["access_token"]
+    reader = (await create_key(auth, token, scopes=["read"]))["key"]
+    chatter = (await create_key(auth, token, scopes=["chat"]))["key"]
+
+    first, again = [(await forward(auth.client, reader)).headers[IDENTITY_HEADER] for _ in "ab"]
+    other = await forwarded_identity(auth, await forward(auth.client, chatter))
+
+    assert first == again
+    assert (await forwarded_identity(auth, await forward(auth.client, reader))).scopes == {"read"}
+    assert other.scopes == {"chat"} and other.raw_token != first
+
+
 async def test_unknown_and_malformed_keys_are_refused(auth: AuthService) -> None:
     await auth.register("owner@example.com")
     for key in ("dck_" + "A" * 43, "dck_short", "dck_" + "!" * 43):

@@ -150,6 +150,9 @@ class MiniLMEmbedder:
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         if not texts:
             return empty_result(self.dimension)
+        if len(texts) <= self.batch_size:
+            # One model run (a search's query): one trip to a worker thread, not two.
+            return await asyncio.to_thread(self.embed_sync, texts)
         ids = await asyncio.to_thread(self.tokenize, texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         vectors = np.empty((len(ids), self.dimension), dtype=np.float32)
