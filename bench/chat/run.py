@@ -8,6 +8,7 @@ import asyncio
 import json
 import multiprocessing
 import multiprocessing.connection
+import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -423,6 +424,10 @@ def main(argv: list[str] | None = None) -> None:
             "DOCUCHAT_CHAT_LLM_API_KEY": "sk-bench",
             "DOCUCHAT_CHAT_LLM_MODEL": "gpt-4o-mini",
         }
+        # 100 users of one tenant starting at once open 100 sessions and ask 100 questions
+        # within a second: over the gateway's per-tenant burst (200), which is meant to stop one
+        # tenant's flood, not a load test of it. The gateway reads it from its environment.
+        os.environ.setdefault("DOCUCHAT_GATEWAY_TENANT_BURST", "2000")
         with running_stack(args.data_dir, env) as stack:
             lines = asyncio.run(run(stack, fake.base_url, args))
         calls = fake.calls()

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from bench.retrieval.beir import SCIFACT, Record
-from bench.retrieval.stack import Tenant
+from bench.retrieval.stack import BENCH_PLAN, Tenant
 from docuchat_ingest.chunking import Chunker
 from docuchat_ingest.parsing import parse_document
 from docuchat_ingest.pipeline.indexer import chunk_inputs
@@ -119,7 +119,7 @@ async def _reuse(client: httpx.AsyncClient, saved: Saved) -> Tenant:
     )
     login.raise_for_status()
     owner = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    plan = await client.put("/api/v1/usage/plan", json={"plan": "enterprise"}, headers=owner)
+    plan = await client.put("/api/v1/usage/plan", json={"plan": BENCH_PLAN}, headers=owner)
     plan.raise_for_status()
     return await Tenant.with_api_key(client, owner, saved.tenant_id)
 
