@@ -19,6 +19,13 @@ p99 33.8 ms: the API adds 21.3 ms at p50 (goal <= 10 ms). Of the route, the gate
 forward-auth takes 4.0 ms and the search service 31.7 ms (p50s, Traefik's access log), ~14 ms
 over the same embedding and query done bare. Three other runs that day: +24.3 (a loaded
 machine: bare p50 45.3 ms), +19.6, +17.8 ms.
+
+The same, later that night on a quiet machine, after forward-auth reused its signed identity,
+pooled connections stopped pinging on every checkout, the request-rate counter stopped starting
+a thread per request, and a query's embedding took one thread trip: route p50 20.9 ms, p99
+30.4 ms; bare p50 11.6 ms, p99 19.3 ms: the API adds 9.3 ms at p50 (a second run: 9.5 ms).
+Gateway with forward-auth 2.1 ms; inside the service (Server-Timing, p50) knowledge base 1.2 ms,
+embedding 7.4 ms, sparse 0.1 ms, store 4.6 ms.
 """
 
 from __future__ import annotations
