@@ -1,4 +1,4 @@
-"""Thin consumers: events → service calls."""
+"""Thin consumers: event → service call."""
 
 from __future__ import annotations
 
@@ -18,23 +18,18 @@ GROUP = "usage.tenants"
 
 
 def register(runtime: ServiceRuntime) -> None:
-    async def on_tenant_events(events: list[Any], session: AsyncSession) -> None:
-        """Subscribe new tenants to their plan; forget deleted ones. In batches: a usage service
-        started on an existing system reads every tenant ever created."""
+    async def on_tenant_event(event: Any, session: AsyncSession) -> None:
+        """Subscribe a new tenant to its plan; forget a deleted one."""
         service = subscription_service(session, runtime)
-        created = set()
-        for event in events:
-            if isinstance(event, TenantCreated):
-                await service.subscribe_new_tenant(event.data.tenant_id, event.data.plan)
-                created.add(event.data.tenant_id)
-            elif isinstance(event, TenantDeleted):
-                await service.forget_tenant(event.data.tenant_id)
-                await MeteringRepository(session).forget_tenant(event.data.tenant_id)
-                await QuotaRepository(session).forget(event.data.tenant_id)
-                created.discard(event.data.tenant_id)
-        # Chat and ingest learn the plan's limits from the first quota.changed.
-        await QuotaService(session, runtime.outbox).evaluate(created, force=True)
+        if isinstance(event, TenantCreated):
+            await service.subscribe_new_tenant(event.data.tenant_id, event.data.plan)
+            # Chat and ingest learn the plan's limits from the first quota.changed.
+            await QuotaService(session, runtime.outbox).evaluate({event.data.tenant_id}, force=True)
+        elif isinstance(event, TenantDeleted):
+            await service.forget_tenant(event.data.tenant_id)
+            await MeteringRepository(session).forget_tenant(event.data.tenant_id)
+            await QuotaRepository(session).forget(event.data.tenant_id)
 
-    runtime.consumers.subscribe_batch(
-        TENANTS, [TenantCreated, TenantDeleted], group=GROUP, handler=on_tenant_events
+    runtime.consumers.subscribe(
+        TENANTS, [TenantCreated, TenantDeleted], group=GROUP, handler=on_tenant_event
     )
