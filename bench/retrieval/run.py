@@ -26,6 +26,9 @@ a thread per request, and a query's embedding took one thread trip: route p50 20
 30.4 ms; bare p50 11.6 ms, p99 19.3 ms: the API adds 9.3 ms at p50 (a second run: 9.5 ms).
 Gateway with forward-auth 2.1 ms; inside the service (Server-Timing, p50) knowledge base 1.2 ms,
 embedding 7.4 ms, sparse 0.1 ms, store 4.6 ms.
+
+`--quality-only` again on the final code, 2026-11-24: dense 0.678 / 0.815 / 0.642, BM25 0.691 /
+0.813 / 0.658, hybrid 0.725 / 0.837 / 0.695 (5,183 records indexed in 575 s, 0 failed).
 """
 
 from __future__ import annotations
