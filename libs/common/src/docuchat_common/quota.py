@@ -89,16 +89,17 @@ class MovingWindow:
     as it is hit; a key with no recent hit is dropped, so memory follows the active tenants.
     """
 
-    def __init__(self, window: float) -> None:
+    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window
+        self.clock = clock
         self._hits: dict[Any, deque[float]] = {}
-        self._swept = time.monotonic()
+        self._swept = clock()
 
     def hit(self, key: Any, limit: int) -> float | None:
         """Count a hit: None if allowed, else the seconds until one more would be."""
-        now = time.monotonic()
+        now = self.clock()
         if now - self._swept > self.window:  # once a window: O(keys), not per hit
-            self.forget_idle()
+            self._forget_idle(now)
             self._swept = now
         hits = self._hits.get(key)
         if hits is None:
@@ -111,9 +112,9 @@ class MovingWindow:
             return None
         return hits[len(hits) - limit] + self.window - now
 
-    def forget_idle(self) -> None:
+    def _forget_idle(self, now: float) -> None:
         """Drop the keys with no hit inside the window."""
-        horizon = time.monotonic() - self.window
+        horizon = now - self.window
         for key in [k for k, hits in self._hits.items() if not hits or hits[-1] <= horizon]:
             del self._hits[key]
 
