@@ -288,16 +288,31 @@ async def test_the_breaker_opens_after_consecutive_failures_fails_fast_then_reco
     assert 0 < fast.retry_after <= 0.5
     assert len(fake_openai.chat_requests) == 2  # the open breaker sent nothing
 
-    await asyncio.sleep(fast.retry_after + 0.05)  # the cool-down the error announced
+    # Once the cool-down passes, the breaker lets one call through (half-open); until then
+    # each call fails fast and sends nothing.
     fake_openai.fail(500)
-    assert (await fails(provider)).code == "llm_error"  # half-open: one failure re-opens it
+
+    async def let_through() -> ProviderError | None:
+        error = await fails(provider)
+        return error if error.code != "llm_unavailable" else None
+
+    reopened = await eventually(let_through, timeout=5, what="the breaker half-open")
+    assert reopened.code == "llm_error"  # half-open: one failure re-opens it
     assert await registry.breakers.state(fake_openai.base_url) == "opened"
     assert (await fails(provider)).code == "llm_unavailable"
     assert len(fake_openai.chat_requests) == 3
 
-    await asyncio.sleep(0.55)
-    text, _ = await drain(provider.stream(QUESTION))  # half-open: a success closes it
-    assert text == CITED_ANSWER
+    async def answered() -> str | None:
+        try:
+            text, _ = await drain(provider.stream(QUESTION))
+        except ProviderError as error:
+            if error.code != "llm_unavailable":  # still open fails fast; anything else is wrong
+                raise
+            return None
+        return text
+
+    text = await eventually(answered, timeout=5, what="the breaker half-open again")
+    assert text == CITED_ANSWER  # half-open: a success closes it
     assert await registry.breakers.state(fake_openai.base_url) == "closed"
 
 
