@@ -84,7 +84,7 @@ def test_readiness_error_carries_log_tail_when_the_process_exits(tmp_path: Path)
 def test_readiness_deadline_then_stop_kills_the_group(tmp_path: Path) -> None:
     proc = ManagedProcess(
         "sleeper",
-        [sys.executable, "-c", "import time; print('still booting', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", "import signal; print('still booting', flush=True); signal.pause()"],
         log_path=tmp_path / "sleeper.log",
     )
     proc.start()
