@@ -6,7 +6,9 @@ the process: unexpected errors are logged with their trace and answered as ``int
 
 from __future__ import annotations
 
+import email.utils
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -88,6 +90,23 @@ class _RetryAfterError(DocuChatError):
         headers = {**kwargs.pop("headers", {}), "Retry-After": str(max(1, math.ceil(retry_after)))}
         super().__init__(detail, headers=headers, **kwargs)
         self.retry_after = retry_after
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds a server asked to wait (``Retry-After`` in seconds or as an HTTP date), when it
+    did."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class QuotaExceeded(_RetryAfterError):

@@ -208,15 +208,19 @@ def require(
             raise Forbidden(f"requires the {role} role", code="insufficient_role")
         if scope is not None and identity.via == "api_key" and not identity.has_scope(scope):
             raise Forbidden(f"API key lacks the {scope!r} scope", code="insufficient_scope")
-        # Services that hold the quota state (chat, ingest) enforce the plan's request rate
-        # on requests that make work (uploads, questions, searches); reads and polls are free.
-        runtime = getattr(request.app.state, "runtime", None)
-        quota = runtime.state.get("quota") if runtime is not None else None
-        if quota is not None and request.method not in SAFE_METHODS:
-            quota.check_rate(identity.tenant_id)
+        count_request(request, identity)
         return identity
 
     return guard
+
+
+def count_request(request: Request, identity: Identity) -> None:
+    """Services that hold the quota state (chat, ingest) enforce the plan's request rate on
+    requests that make work (uploads, questions, searches); reads and polls are free."""
+    runtime = getattr(request.app.state, "runtime", None)
+    quota = runtime.state.get("quota") if runtime is not None else None
+    if quota is not None and request.method not in SAFE_METHODS:
+        quota.check_rate(identity.tenant_id)
 
 
 def require_role(role: Role) -> Callable[[Identity, Request], Awaitable[Identity]]:

@@ -184,16 +184,16 @@ class OutboxRelay:
             # All rows are handed to the producer at once, then confirmed in order: one round
             # trip per batch rather than per event (a period reset publishes one state per
             # tenant). The producer keeps each partition's order.
-            sent: list[Any] = []
+            sent: list[asyncio.Future[Any]] = []
+            error: BaseException | None = None
             for row in rows:
                 try:
                     sent.append(await self._publish(row.topic, row.key, row.payload, row.headers))
                 except Exception as exc:
-                    sent.append(_failed(exc))
+                    error = exc  # the rows before it may still be confirmed
                     break
             confirmed = await asyncio.gather(*sent, return_exceptions=True)
             done: list[Any] = []
-            error: BaseException | None = None
             for row, outcome in zip(rows, confirmed, strict=False):
                 if isinstance(outcome, BaseException):
                     error = outcome
@@ -232,9 +232,3 @@ class OutboxRelay:
             )
         finally:
             detach(token)
-
-
-def _failed(error: Exception) -> asyncio.Future[Any]:
-    failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    failed.set_exception(error)
-    return failed

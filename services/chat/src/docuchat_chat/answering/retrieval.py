@@ -20,6 +20,7 @@ from docuchat_common.errors import (
     RateLimited,
     ServiceUnavailable,
     Unprocessable,
+    retry_after_seconds,
 )
 from docuchat_common.logging import get_logger
 
@@ -105,7 +106,7 @@ class RetrievalClient:
             error = QuotaExceeded if problem.get("code") == "quota_exceeded" else RateLimited
             raise error(
                 str(problem.get("detail") or "too many requests"),
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response.headers) or 1.0,
             )
         if response.status_code >= 400:
             log.warning("retrieval failed", status=response.status_code, body=response.text[:300])
@@ -124,10 +125,3 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return max(1.0, float(response.headers.get("retry-after", "1")))
-    except ValueError:
-        return 1.0

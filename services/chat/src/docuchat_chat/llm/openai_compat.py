@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from docuchat_common.errors import retry_after_seconds
 from docuchat_common.logging import get_logger
 
 from .port import ChatMessage, Completion, LLMRequest, ProviderError, Usage
@@ -137,18 +137,7 @@ def _retry_after(exc: BaseException) -> float | None:
             return max(0.0, float(value) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return retry_after_seconds(headers)
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from docuchat_common.errors import Forbidden
-from docuchat_common.identity import CurrentIdentity, Identity
+from docuchat_common.identity import CurrentIdentity, Identity, count_request
 from docuchat_common.service import DbSession, runtime_of
 from docuchat_ingest.knowledge_bases.repository import KnowledgeBaseRepository
 from docuchat_ingest.search.schemas import SearchIn, SearchMode, SearchOut
@@ -22,9 +22,7 @@ async def _searcher(identity: CurrentIdentity, request: Request) -> Identity:
     question itself in its own count)."""
     if identity.via == "api_key" and not (identity.has_scope("read") or identity.has_scope("chat")):
         raise Forbidden("API key lacks the 'read' or 'chat' scope", code="insufficient_scope")
-    quota = runtime_of(request).state.get("quota")
-    if quota is not None:
-        quota.check_rate(identity.tenant_id)
+    count_request(request, identity)
     return identity
 
 
