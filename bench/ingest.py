@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 
+from bench.owner import register_owner
 from docuchat.devstack import free_port
 from docuchat.stack import DevStack, StackConfig
 from docuchat_ingest.chunking import Chunker
@@ -98,26 +98,7 @@ def end_to_end(files: list[Path]) -> tuple[float, int, int, int, float, dict[str
 
 async def upload_all(stack: DevStack, files: list[Path]) -> tuple[float, list[dict[str, Any]]]:
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60) as client:
-        owner = (
-            await client.post(
-                "/api/v1/auth/register",
-                json={
-                    "email": f"bench-{uuid.uuid4().hex[:6]}@example.com",
-                    "password": "correct horse battery staple",
-                    "tenant_name": "Bench",
-                },
-            )
-        ).json()
-        headers = {"Authorization": f"Bearer {owner['access_token']}"}
-        kb = None
-        while kb is None:  # the default knowledge base arrives through tenant.created
-            items = (
-                (await client.get("/api/v1/knowledge-bases", headers=headers))
-                .json()
-                .get("items", [])
-            )
-            kb = next((k["id"] for k in items if k["is_default"]), None)
-            await asyncio.sleep(0.2)
+        headers, kb = await register_owner(client, "Bench")
         # Upgrade so plan limits do not interfere with a throughput measurement.
         await client.put("/api/v1/usage/plan", json={"plan": "enterprise"}, headers=headers)
         started = time.perf_counter()

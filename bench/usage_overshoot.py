@@ -16,13 +16,13 @@ import asyncio
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
+from bench.owner import register_owner
 from docuchat.devstack import free_port
 from docuchat.stack import DevStack, StackConfig
 from tests.fakes.openai_server import FakeOpenAI
@@ -43,22 +43,7 @@ def answer(_messages: Any) -> str:
 
 async def run(stack: DevStack) -> dict[str, float]:
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=120) as client:
-        owner = (
-            await client.post(
-                "/api/v1/auth/register",
-                json={
-                    "email": f"overshoot-{uuid.uuid4().hex[:6]}@example.com",
-                    "password": "correct horse battery staple",
-                    "tenant_name": "Overshoot",
-                },
-            )
-        ).json()
-        headers = {"Authorization": f"Bearer {owner['access_token']}"}
-        kb = None
-        while kb is None:  # the default knowledge base arrives through tenant.created
-            items = (await client.get("/api/v1/knowledge-bases", headers=headers)).json()
-            kb = next((k["id"] for k in items.get("items", []) if k["is_default"]), None)
-            await asyncio.sleep(0.2)
+        headers, kb = await register_owner(client, "Overshoot")
         uploaded = await client.post(
             f"/api/v1/knowledge-bases/{kb}/documents",
             files={"file": (DOCUMENT.name, DOCUMENT.read_bytes(), "text/plain")},
