@@ -1,25 +1,30 @@
 """The metering hot path reads tokens.consumed with a strict msgspec struct; whatever it refuses
-is decided by the catalog's pydantic models, as every other consumer decides."""
+is decided by the catalog's pydantic models, as every other consumer decides. PostgreSQL then
+claims and sums what it read, in UTC hours, days and months."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from docuchat_common.events.catalog import TokensConsumed, TokensConsumedData
+from docuchat_usage.metering.repository import MeteringRepository
 from docuchat_usage.metering.schemas import (
     TOKENS_CONSUMED_DECODER,
     TokensConsumedRecord,
+    decode_strictly,
     decode_tokens_consumed,
 )
-from docuchat_usage.metering.service import TokenTally, sum_tokens
+from docuchat_usage.models import TenantPeriodUsage, UsageBucket
 from docuchat_usage.periods import NIL_USER
+from tests.usage.conftest import UsageService
 
 
 def tokens_event(
@@ -113,16 +118,48 @@ def record(event: TokensConsumed) -> TokensConsumedRecord:
     return TOKENS_CONSUMED_DECODER.decode(event.model_dump_json().encode())
 
 
-def test_tally_sums_per_bucket_of_the_events_own_hour_and_per_day_and_month() -> None:
+def test_a_batch_decodes_strictly_or_not_at_all() -> None:
+    good = tokens_event(prompt_tokens=3).model_dump_json().encode()
+    other_version = json.dumps({**as_dict(tokens_event(prompt_tokens=3)), "version": 2}).encode()
+
+    assert decode_strictly([good, good]) == [record(TokensConsumed.model_validate_json(good))] * 2
+    for refused in (other_version, b"{broken", None):
+        assert decode_strictly([good, refused]) is None  # each is then decided on its own
+
+
+def test_a_naive_time_is_refused_by_the_struct_and_read_as_utc_by_the_catalog() -> None:
+    body = as_dict(tokens_event(prompt_tokens=5))
+    body["occurred_at"] = "2026-11-01T00:30:00"
+    value = json.dumps(body).encode()
+    with pytest.raises(msgspec.ValidationError):
+        TOKENS_CONSUMED_DECODER.decode(value)
+
+    event = decode_tokens_consumed(value)
+
+    assert event is not None
+    assert event.occurred_at == datetime(2026, 11, 1, 0, 30, tzinfo=UTC)
+
+
+async def test_metering_sums_per_bucket_of_the_events_own_utc_hour_and_per_day_and_month(
+    usage: UsageService,
+) -> None:
     now = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)
     late = now - timedelta(hours=1)  # yesterday, and last month
     user = uuid.uuid4()
     first = tokens_event(at=now, user=user, prompt_tokens=10, completion_tokens=5)
     tenant = first.tenant_id
+    assert tenant is not None
     events = [
         first,
         first.model_copy(update={"id": uuid.uuid4(), "occurred_at": late}),
-        first.model_copy(update={"id": uuid.uuid4()}),
+        # The same instant spelled in another zone: still 00:xx UTC on November 1st.
+        first.model_copy(
+            update={
+                "id": uuid.uuid4(),
+                "occurred_at": now.astimezone(timezone(timedelta(hours=5, minutes=30))),
+            }
+        ),
+        first,  # redelivered in the same batch: counted once
         first.model_copy(
             update={
                 "id": uuid.uuid4(),
@@ -141,36 +178,44 @@ def test_tally_sums_per_bucket_of_the_events_own_hour_and_per_day_and_month() ->
                 "id": uuid.uuid4(),
                 "data": first.data.model_copy(update={"prompt_tokens": 0, "completion_tokens": -3}),
             }
-        ),  # nothing to count
+        ),  # claimed, but nothing to count
     ]
 
-    sums = sum_tokens(record(e) for e in events)
+    async with usage.runtime.database.transaction() as session:
+        new, touched = await MeteringRepository(session).meter_tokens([record(e) for e in events])
+    async with usage.runtime.database.transaction() as session:
+        again = await MeteringRepository(session).meter_tokens([record(e) for e in events])
+        buckets = (
+            await session.execute(
+                select(
+                    UsageBucket.hour,
+                    UsageBucket.user_id,
+                    UsageBucket.prompt_tokens,
+                    UsageBucket.completion_tokens,
+                    UsageBucket.embedding_tokens,
+                    UsageBucket.events,
+                ).where(UsageBucket.tenant_id == tenant)
+            )
+        ).all()
+        periods = (
+            await session.execute(
+                select(
+                    TenantPeriodUsage.period, TenantPeriodUsage.starts_on, TenantPeriodUsage.tokens
+                ).where(TenantPeriodUsage.tenant_id == tenant)
+            )
+        ).all()
 
-    buckets = sums.buckets
-    rows = sorted(
-        zip(
-            buckets.hours,
-            buckets.users,
-            buckets.prompt,
-            buckets.completion,
-            buckets.embedding,
-            buckets.events,
-            strict=True,
-        )
-    )
+    assert (new, touched) == (5, {tenant})
+    assert again == (0, set())  # a replay changes nothing
     hour = now.replace(minute=0)
-    assert rows == [
-        (late.replace(minute=0), str(user), 10, 5, 0, 1),
-        (hour, NIL_USER, 0, 0, 40, 1),
-        (hour, str(user), 20, 10, 0, 2),
+    assert sorted(tuple(row) for row in buckets) == [
+        (late.replace(minute=0), user, 10, 5, 0, 1),
+        (hour, uuid.UUID(NIL_USER), 0, 0, 40, 1),
+        (hour, user, 20, 10, 0, 2),
     ]
-    periods = sums.periods
-    assert sorted(zip(periods.periods, periods.starts, periods.tokens, strict=True)) == [
+    assert sorted(tuple(row) for row in periods) == [
         ("day", date(2026, 10, 31), 15),
         ("day", date(2026, 11, 1), 70),
         ("month", date(2026, 10, 1), 15),
         ("month", date(2026, 11, 1), 70),
     ]
-    assert set(periods.tenants) == {str(tenant)}
-    assert sums.tenants == {tenant}
-    assert TokenTally().sums().tenants == set()

@@ -32,6 +32,7 @@ from docuchat_common.events.topics import all_topics_with_dlq
 from docuchat_common.health import HealthChecks
 from docuchat_common.identity import JWKSCache, TokenVerifier
 from docuchat_common.logging import get_logger
+from docuchat_common.memory import release_garbage_collector, tune_garbage_collector
 from docuchat_common.metrics import metrics_router
 from docuchat_common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from docuchat_common.settings import ServiceSettings
@@ -155,6 +156,7 @@ class ServiceRuntime:
         # Hooks prepare what handlers need (models, stores, caches) before anything is consumed.
         for hook in self._on_start:
             await hook(self)
+        tune_garbage_collector(self.settings.gc_young_threshold)
         if not self.run_consumers:
             self.broker._subscribers.clear()
         async for attempt in AsyncRetrying(
@@ -194,6 +196,7 @@ class ServiceRuntime:
             with contextlib.suppress(Exception):
                 await hook(self)
         await self.database.dispose()
+        release_garbage_collector()
         log.info("service stopped", service=self.name)
 
     def create_app(self) -> FastAPI:

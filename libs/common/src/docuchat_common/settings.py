@@ -76,6 +76,10 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = None
     trace_sample_ratio: float = 1.0
 
+    # Container allocations between two young-generation collections once started (see
+    # docuchat_common.memory); 0 keeps CPython's defaults and does not freeze.
+    gc_young_threshold: int = Field(default=20_000, ge=0)
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -83,6 +83,8 @@ class UsageBucket(Base):
     them (a system job)."""
 
     __tablename__ = "usage_buckets"
+    # Updated in place batch after batch: room for HOT updates (migration 0005).
+    __table_args__ = {"postgresql_with": {"fillfactor": 50}}
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
@@ -99,6 +101,8 @@ class TenantPeriodUsage(Base):
     (``day`` = the UTC date, ``month`` = the first day of the UTC month)."""
 
     __tablename__ = "tenant_period_usage"
+    # Updated in place batch after batch: room for HOT updates (migration 0005).
+    __table_args__ = {"postgresql_with": {"fillfactor": 50}}
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     period: Mapped[str] = mapped_column(String(10), primary_key=True)  # day | month

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -27,9 +27,13 @@ from docuchat_common.events.topics import DOCUMENTS, TOKENS
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_ERRORS, CONSUMER_LATENCY, CONSUMER_MESSAGES
 from docuchat_common.service import ServiceRuntime
-from docuchat_usage.metering.repository import MeteringRepository, TokenSums
-from docuchat_usage.metering.schemas import TokensConsumedRecord, decode_tokens_consumed
-from docuchat_usage.metering.service import MeteringService, TokenTally, sum_tokens
+from docuchat_usage.metering.repository import MeteringRepository
+from docuchat_usage.metering.schemas import (
+    TokensConsumedRecord,
+    decode_strictly,
+    decode_tokens_consumed,
+)
+from docuchat_usage.metering.service import MeteringService
 from docuchat_usage.quotas.service import QuotaService
 
 log = get_logger(__name__)
@@ -37,8 +41,8 @@ log = get_logger(__name__)
 TOKENS_GROUP = "usage.tokens"
 DOCUMENTS_GROUP = "usage.documents"
 TOKENS_BATCH = 10_000
-# Transactions per batch, each over its own partitions (so its own tenants: events are keyed by
-# tenant), committing in parallel: the database, not the decoding, bounds metering.
+# Transactions per batch, each over its own tenants, committing in parallel: the database, not
+# the decoding, bounds metering.
 TOKENS_LANES = 2
 OFFSET_COMMIT_TIMEOUT = 30.0  # seconds
 YIELD_EVERY = 250  # records decoded between two looks at the transaction in flight
@@ -67,28 +71,51 @@ def register(runtime: ServiceRuntime) -> None:
     )
 
 
+@dataclass
+class Batch:
+    """Token events in the order they came, each beside the record it came in."""
+
+    events: list[TokensConsumedRecord]
+    records: list[ConsumerRecord[Any, Any]]
+
+    def lanes(self, count: int) -> list[Batch]:
+        """The batch split by tenant into up to ``count`` lanes, each in its own order: their
+        transactions never touch the same rows, so they run in parallel without waiting on
+        each other (or deadlocking), and they are about the same size whatever partitions
+        the batch came from."""
+        if count == 1 or not self.events:
+            return [self] if self.events else []
+        lanes = [Batch([], []) for _ in range(count)]
+        for event, record in zip(self.events, self.records, strict=True):
+            lane = lanes[event.tenant_id.int % count if event.tenant_id is not None else 0]
+            lane.events.append(event)
+            lane.records.append(record)
+        return [lane for lane in lanes if lane.events]
+
+
 class TokensConsumer:
     """Meters ``docuchat.tokens``: the one high-volume stream, so it has its own hot path.
 
     The shared ``EventConsumers.subscribe_batch`` decodes every message twice (FastStream's
     JSON decode, then pydantic), claims events through an ORM executemany and leaves the
     process idle while each batch's transaction runs: about 7k events/s. Here the subscriber
-    takes the batch's raw bytes, decodes them with one msgspec struct, sums them in plain dicts
-    and claims the whole batch in one statement; batch N+1 is fetched, decoded and summed while
-    batch N's transactions run (one per lane of partitions, in parallel; one batch in flight;
-    each lane's offsets committed by hand once its transaction has committed). The guarantees
-    are those of ``subscribe_batch``, one for one:
+    takes the batch's raw bytes, decodes them with one msgspec struct and hands them, re-encoded
+    as one JSON text, to one statement that claims and sums them in PostgreSQL (the process
+    does no per-event work in Python: the database's core does it); batch N+1 is fetched and
+    decoded while batch N's transactions run (one per lane of tenants, in parallel; one batch in
+    flight; its offsets committed by hand once all its transactions have committed).
+    The guarantees are those of ``subscribe_batch``, one for one:
 
     - a message the struct refuses is decided by the catalog's pydantic models as before:
       another event type or version is skipped, a malformed one goes to ``<topic>.dlq``;
     - duplicates are dropped by the claim in ``metered_events`` (this consumer's own narrow
       ``processed_events``), whatever the group, so a second group replaying the topic changes
-      nothing; a redelivery inside the
-      batch keeps the first copy (a copy in another lane loses to it at the claim);
+      nothing; a redelivery inside the batch keeps the first copy (a copy in another lane
+      loses to it at the claim);
     - the claim, the counters and the quota state of the tenants touched commit together; a
       failing batch is retried, then replayed one event per transaction so only the poison one
       is dead-lettered;
-    - a partition's offset is committed only after the transaction holding its events has
+    - a batch's offsets are committed only after the transactions holding its events have
       committed: whatever is in flight when the process stops or the group rebalances is
       simply delivered again, and the claim drops it.
     """
@@ -154,18 +181,16 @@ class TokensConsumer:
     async def take(
         self, records: Sequence[ConsumerRecord[Any, Any]], consumer: AIOKafkaConsumer
     ) -> None:
-        """Decode and sum a batch (while the previous one's transactions run), then hand it to
-        the database, one transaction per lane of partitions, and return for the next one."""
-        commits = []
-        for lane in _lanes(records):
-            batch, tally = await self.decode(lane)
-            commits.append(self.commit(batch, tally.sums(), _offsets_after(lane), consumer))
+        """Decode a batch (while the previous one's transactions run), then hand it to the
+        database, one transaction per lane of tenants, and return for the next one."""
+        lanes = (await self.decode(list(records))).lanes(TOKENS_LANES)
+        commit = self.commit(lanes, _offsets_after(records), consumer)
         await self.drain()
         if self.stopping:
-            await asyncio.gather(*commits)
+            await commit
             return
-        self.in_flight = [asyncio.create_task(commit) for commit in commits]
-        await asyncio.sleep(0)  # let them send their first statement before Kafka has us again
+        self.in_flight = [asyncio.create_task(commit)]
+        await asyncio.sleep(0)  # let it send its first statements before Kafka has us again
 
     async def drain(self, _: ServiceRuntime | None = None) -> None:
         """Wait for the batch in flight (at stop: and handle any later batch inline)."""
@@ -174,14 +199,14 @@ class TokensConsumer:
         in_flight, self.in_flight = self.in_flight, []
         await asyncio.gather(*in_flight)
 
-    async def decode(
-        self, records: Sequence[ConsumerRecord[Any, Any]]
-    ) -> tuple[dict[uuid.UUID, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]], TokenTally]:
-        """The batch's events by id (first copy of each, with the record it came in, for the
-        DLQ), summed as they come: counted as if none had been metered before."""
-        batch: dict[uuid.UUID, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]] = {}
-        tally = TokenTally()
-        redelivered = 0
+    async def decode(self, records: list[ConsumerRecord[Any, Any]]) -> Batch:
+        """The batch's token events, each with the record it came in (for the DLQ). Usually
+        the struct takes them all at once; otherwise each message is decided on its own:
+        another type or version is skipped, a malformed one dead-lettered."""
+        events = decode_strictly([record.value for record in records])
+        if events is not None:
+            return Batch(events, records)
+        batch = Batch([], [])
         for index, record in enumerate(records):
             if index % YIELD_EVERY == 0:
                 # The transaction in flight reads its replies and sends its next statement.
@@ -194,26 +219,18 @@ class TokensConsumer:
             if event is None:
                 self._count("ignored")
                 continue
-            if event.id in batch:
-                redelivered += 1
-                continue
-            batch[event.id] = (event, record)
-            tally.add(event)
-        self._count("duplicate", redelivered)
-        return batch, tally
+            batch.events.append(event)
+            batch.records.append(record)
+        return batch
 
     async def commit(
-        self,
-        batch: dict[uuid.UUID, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]],
-        sums: TokenSums,
-        offsets: dict[TopicPartition, int],
-        consumer: AIOKafkaConsumer,
+        self, lanes: list[Batch], offsets: dict[TopicPartition, int], consumer: AIOKafkaConsumer
     ) -> None:
-        """Meter the batch, then commit its offsets. Never raises: it runs unattended."""
+        """Meter the lanes (in parallel), then commit the batch's offsets. Never raises: it
+        runs unattended."""
         started = time.perf_counter()
         try:
-            if batch:
-                await self._meter(batch, sums)
+            await asyncio.gather(*(self._meter(lane) for lane in lanes))
             # Bounded: aiokafka retries a commit for as long as the coordinator is unavailable,
             # and the next batch waits for this one.
             await asyncio.wait_for(consumer.commit(offsets), OFFSET_COMMIT_TIMEOUT)
@@ -225,12 +242,7 @@ class TokensConsumer:
             time.perf_counter() - started
         )
 
-    async def _meter(
-        self,
-        batch: dict[uuid.UUID, tuple[TokensConsumedRecord, ConsumerRecord[Any, Any]]],
-        sums: TokenSums,
-    ) -> None:
-        events = [event for event, _ in batch.values()]
+    async def _meter(self, batch: Batch) -> None:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.consumers.max_attempts),
@@ -238,28 +250,30 @@ class TokensConsumer:
                 reraise=True,
             ):
                 with attempt:
-                    new = await self._run_claimed(events, sums)
+                    new = await self._run_claimed(batch.events)
             self._count("ok", new)
-            self._count("duplicate", len(events) - new)
+            self._count("duplicate", len(batch.events) - new)
             return
         except Exception:
             CONSUMER_ERRORS.labels(self.runtime.name, TOKENS.name, self.group).inc()
             log.warning(
-                "batch failed; handling its events one by one", size=len(events), exc_info=True
+                "batch failed; handling its events one by one",
+                size=len(batch.events),
+                exc_info=True,
             )
-        for event, record in batch.values():
+        for event, record in zip(batch.events, batch.records, strict=True):
             try:
-                new = await self._run_claimed([event], sum_tokens([event]))
+                new = await self._run_claimed([event])
                 self._count("ok" if new else "duplicate")
             except Exception as exc:
                 await self._dead_letter(record, exc, attempts=self.consumers.max_attempts + 1)
 
-    async def _run_claimed(self, events: list[TokensConsumedRecord], sums: TokenSums) -> int:
+    async def _run_claimed(self, events: Sequence[TokensConsumedRecord]) -> int:
         """One transaction: claim the events, meter those that were new, recompute the quota
         state of the tenants touched. Returns how many were new."""
         async with self.runtime.database.transaction() as session:
             metering = MeteringService(MeteringRepository(session))
-            new, touched = await metering.record_tokens(events, sums)
+            new, touched = await metering.record_tokens(events)
             await QuotaService(session, self.runtime.outbox).evaluate(touched)
             return new
 
@@ -280,17 +294,6 @@ class TokensConsumer:
             CONSUMER_MESSAGES.labels(self.runtime.name, TOKENS.name, self.group, outcome).inc(
                 amount
             )
-
-
-def _lanes(records: Sequence[ConsumerRecord[Any, Any]]) -> list[list[ConsumerRecord[Any, Any]]]:
-    """The batch split in up to ``TOKENS_LANES`` lanes of whole partitions, of similar sizes."""
-    partitions: dict[int, list[ConsumerRecord[Any, Any]]] = {}
-    for record in records:
-        partitions.setdefault(record.partition, []).append(record)
-    lanes: list[list[ConsumerRecord[Any, Any]]] = [[] for _ in range(TOKENS_LANES)]
-    for partition in sorted(partitions.values(), key=len, reverse=True):
-        min(lanes, key=len).extend(partition)
-    return [lane for lane in lanes if lane]
 
 
 def _offsets_after(records: Sequence[ConsumerRecord[Any, Any]]) -> dict[TopicPartition, int]:

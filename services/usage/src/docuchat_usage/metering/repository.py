@@ -1,173 +1,130 @@
-"""SQL for metering: hourly buckets, period totals and indexed documents (upserts)."""
+"""SQL for metering: token events claimed and summed into hourly buckets and period totals, and
+indexed documents (upserts)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from docuchat_usage.metering.schemas import TokensConsumedRecord
 from docuchat_usage.models import TenantPeriodUsage, UsageBucket, UsageDocument
 
-
-@dataclass
-class BucketRows:
-    """Rows for ``usage_buckets``, column by column (what ``unnest`` takes). Ids are canonical
-    UUID strings; PostgreSQL parses them."""
-
-    tenants: list[str] = field(default_factory=list)
-    hours: list[datetime] = field(default_factory=list)
-    users: list[str] = field(default_factory=list)
-    models: list[str] = field(default_factory=list)
-    prompt: list[int] = field(default_factory=list)
-    completion: list[int] = field(default_factory=list)
-    embedding: list[int] = field(default_factory=list)
-    events: list[int] = field(default_factory=list)
-
-
-@dataclass
-class PeriodRows:
-    """Rows for ``tenant_period_usage``, column by column."""
-
-    tenants: list[str] = field(default_factory=list)
-    periods: list[str] = field(default_factory=list)
-    starts: list[date] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-
-
-# One statement over arrays (unnest): one round trip whatever the batch size. ``{where}`` may
-# make it conditional. UUIDs and numbers travel as one array literal each (text, parsed by
-# PostgreSQL): the driver would otherwise check and encode every element in Python, which cost
-# more than the rest of the batch. Models (free text) travel once each, rows point at them.
-BUCKETS_UPSERT = """
-    INSERT INTO usage_buckets (
-        tenant_id, hour, user_id, model,
-        prompt_tokens, completion_tokens, embedding_tokens, events
-    )
-    SELECT tenant_id, to_timestamp(epoch), user_id, (CAST(:b_model_names AS varchar[]))[model],
-        prompt, completion, embedding, events
-    FROM unnest(
-        CAST(CAST(:b_tenants AS text) AS uuid[]), CAST(CAST(:b_hours AS text) AS bigint[]),
-        CAST(CAST(:b_users AS text) AS uuid[]), CAST(CAST(:b_models AS text) AS int[]),
-        CAST(CAST(:b_prompt AS text) AS bigint[]), CAST(CAST(:b_completion AS text) AS bigint[]),
-        CAST(CAST(:b_embedding AS text) AS bigint[]), CAST(CAST(:b_events AS text) AS int[])
-    ) AS bucket (tenant_id, epoch, user_id, model, prompt, completion, embedding, events) {where}
-    ON CONFLICT (tenant_id, hour, user_id, model) DO UPDATE SET
-        prompt_tokens = usage_buckets.prompt_tokens + excluded.prompt_tokens,
-        completion_tokens = usage_buckets.completion_tokens + excluded.completion_tokens,
-        embedding_tokens = usage_buckets.embedding_tokens + excluded.embedding_tokens,
-        events = usage_buckets.events + excluded.events
-"""
-PERIODS_UPSERT = """
-    INSERT INTO tenant_period_usage (tenant_id, period, starts_on, tokens)
-    SELECT * FROM unnest(
-        CAST(CAST(:p_tenants AS text) AS uuid[]), CAST(:p_periods AS varchar[]),
-        CAST(:p_starts AS date[]), CAST(CAST(:p_tokens AS text) AS bigint[])
-    ) {where}
-    ON CONFLICT (tenant_id, period, starts_on) DO UPDATE SET
-        tokens = tenant_period_usage.tokens + excluded.tokens
-"""
-
-# Claim the events; only if none was claimed before, add the sums in the same statement (data-
-# modifying CTEs run once each, whatever the outer query reads). Returns the ids seen before.
-CLAIM_AND_ADD = """
-    WITH ids AS (
-        SELECT unnest(CAST(CAST(:ids AS text) AS uuid[])) AS id
+# The whole batch in one statement (one round trip): PostgreSQL claims the events in
+# ``metered_events``, keeps the first copy of each id claimed now and adds the sums of those to
+# the hourly buckets and the day and month totals. Summing here rather than in Python puts the
+# per-event work on the database's own core. Negative amounts count as zero; an event without a
+# tenant or without tokens is claimed but adds nothing. Hours, days and months are UTC ones.
+#
+# The events travel column by column, each column one array literal that msgspec writes in C
+# (see ``_columns``): PostgreSQL parses a UUID or a number in an array far faster than a JSON
+# object, and Python never spells an event's fields one by one. Models (free text) travel once
+# each, rows point at them.
+METER_TOKENS = """
+    WITH incoming AS (
+        SELECT e.id, e.tenant_id, e.hour, e.ord,
+            coalesce(e.user_id, CAST('00000000-0000-0000-0000-000000000000' AS uuid)) AS user_id,
+            (CAST(:model_names AS varchar[]))[e.model] AS model,
+            greatest(e.prompt, 0) AS prompt,
+            greatest(e.completion, 0) AS completion,
+            greatest(e.embedding, 0) AS embedding
+        FROM unnest(
+            CAST(CAST(:ids AS text) AS uuid[]), CAST(CAST(:tenants AS text) AS uuid[]),
+            CAST(CAST(:hours AS text) AS bigint[]), CAST(CAST(:users AS text) AS uuid[]),
+            CAST(CAST(:models AS text) AS int[]), CAST(CAST(:prompt AS text) AS bigint[]),
+            CAST(CAST(:completion AS text) AS bigint[]),
+            CAST(CAST(:embedding AS text) AS bigint[])
+        ) WITH ORDINALITY AS e (
+            id, tenant_id, hour, user_id, model, prompt, completion, embedding, ord
+        )
     ), claimed AS (
         INSERT INTO metered_events (event_id)
-        SELECT id FROM ids
+        SELECT id FROM incoming
         ON CONFLICT DO NOTHING
         RETURNING event_id
-    ), all_new AS (
-        SELECT (SELECT count(*) FROM claimed) = (SELECT count(*) FROM ids) AS yes
-    ), buckets AS ({buckets}
-    ), periods AS ({periods}
+    ), new AS (
+        SELECT DISTINCT ON (i.id) i.*, i.prompt + i.completion + i.embedding AS tokens
+        FROM incoming AS i JOIN claimed AS c ON c.event_id = i.id
+        ORDER BY i.id, i.ord
+    ), counted AS (
+        SELECT * FROM new WHERE tenant_id IS NOT NULL AND tokens > 0
+    ), buckets AS (
+        INSERT INTO usage_buckets (
+            tenant_id, hour, user_id, model,
+            prompt_tokens, completion_tokens, embedding_tokens, events
+        )
+        SELECT tenant_id, to_timestamp(hour * 3600), user_id, model,
+            sum(prompt), sum(completion), sum(embedding), count(*)
+        FROM counted
+        GROUP BY tenant_id, hour, user_id, model
+        ON CONFLICT (tenant_id, hour, user_id, model) DO UPDATE SET
+            prompt_tokens = usage_buckets.prompt_tokens + excluded.prompt_tokens,
+            completion_tokens = usage_buckets.completion_tokens + excluded.completion_tokens,
+            embedding_tokens = usage_buckets.embedding_tokens + excluded.embedding_tokens,
+            events = usage_buckets.events + excluded.events
+    ), days AS (
+        SELECT tenant_id, CAST('1970-01-01' AS date) + CAST(hour / 24 AS int) AS day,
+            sum(tokens) AS tokens
+        FROM counted
+        GROUP BY tenant_id, hour / 24
+    ), periods AS (
+        INSERT INTO tenant_period_usage (tenant_id, period, starts_on, tokens)
+        SELECT tenant_id, 'day', day, tokens FROM days
+        UNION ALL
+        SELECT tenant_id, 'month', CAST(date_trunc('month', day) AS date), sum(tokens)
+        FROM days
+        GROUP BY 1, 2, 3
+        ON CONFLICT (tenant_id, period, starts_on) DO UPDATE SET
+            tokens = tenant_period_usage.tokens + excluded.tokens
     )
-    SELECT CAST(id AS text) FROM (
-        SELECT id FROM ids EXCEPT ALL SELECT event_id FROM claimed
-    ) AS seen_before
-""".format(  # noqa: S608 - constants only, no input
-    buckets=BUCKETS_UPSERT.format(where="WHERE (SELECT yes FROM all_new)"),
-    periods=PERIODS_UPSERT.format(where="WHERE (SELECT yes FROM all_new)"),
-)
+    SELECT (SELECT count(*) FROM new) AS new,
+        ARRAY(SELECT DISTINCT tenant_id FROM counted) AS tenants
+"""
+JSON = msgspec.json.Encoder()
+SECONDS_PER_HOUR = 3600
 
 
-def _array(values: Iterable[object]) -> str:
-    """A PostgreSQL array literal of values that need no quoting: canonical UUID strings and
-    integers."""
-    return "{" + ",".join(map(str, values)) + "}"
+def _array(values: list[Any]) -> str:
+    """A PostgreSQL array literal of UUIDs, integers or None, written by msgspec:
+    their JSON array (``["…", 12, null]``) is one once its brackets are braces."""
+    return "{" + JSON.encode(values)[1:-1].decode() + "}"
 
 
-def _bucket_params(rows: BucketRows) -> dict[str, Any]:
+def _columns(events: Sequence[TokensConsumedRecord]) -> dict[str, Any]:
     models: dict[str, int] = {}
     return {
-        "b_tenants": _array(rows.tenants),
-        "b_hours": _array(int(hour.timestamp()) for hour in rows.hours),
-        "b_users": _array(rows.users),
-        "b_models": _array(models.setdefault(m, len(models) + 1) for m in rows.models),
-        "b_model_names": list(models),
-        "b_prompt": _array(rows.prompt),
-        "b_completion": _array(rows.completion),
-        "b_embedding": _array(rows.embedding),
-        "b_events": _array(rows.events),
+        "ids": _array([e.id for e in events]),
+        "tenants": _array([e.tenant_id for e in events]),
+        # The hour as a number (hours since the epoch, UTC): PostgreSQL groups and counts
+        # integers far faster than it parses and truncates timestamps.
+        "hours": _array([int(e.occurred_at.timestamp() // SECONDS_PER_HOUR) for e in events]),
+        "users": _array([e.data.user_id for e in events]),
+        "models": _array([models.setdefault(e.data.model, len(models) + 1) for e in events]),
+        "model_names": list(models),
+        "prompt": _array([e.data.prompt_tokens for e in events]),
+        "completion": _array([e.data.completion_tokens for e in events]),
+        "embedding": _array([e.data.embedding_tokens for e in events]),
     }
-
-
-def _period_params(rows: PeriodRows) -> dict[str, Any]:
-    return {
-        "p_tenants": _array(rows.tenants),
-        "p_periods": rows.periods,
-        "p_starts": rows.starts,
-        "p_tokens": _array(rows.tokens),
-    }
-
-
-@dataclass
-class TokenSums:
-    """A batch of token events summed per hourly bucket and per day and month."""
-
-    buckets: BucketRows = field(default_factory=BucketRows)
-    periods: PeriodRows = field(default_factory=PeriodRows)
-
-    @property
-    def tenants(self) -> set[uuid.UUID]:
-        return {uuid.UUID(tenant) for tenant in set(self.periods.tenants)}
 
 
 class MeteringRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def claim_and_add(self, event_ids: Sequence[str], sums: TokenSums) -> set[str]:
-        """Claim the token events (distinct canonical UUID strings) and, if none was
-        claimed before, add ``sums`` to the buckets and period totals: one statement, one round
-        trip. Returns the ids claimed before (usually none); when there are any, nothing was
-        added and the caller adds the sums of the new ones."""
-        if not event_ids:
-            return set()
-        buckets, periods = sums.buckets, sums.periods
-        rows = await self.session.execute(
-            text(CLAIM_AND_ADD),
-            {
-                "ids": _array(event_ids),
-                **_bucket_params(buckets),
-                **_period_params(periods),
-            },
-        )
-        return set(rows.scalars())
-
-    async def add_to_buckets(self, rows: BucketRows) -> None:
-        if rows.tenants:
-            await self.session.execute(text(BUCKETS_UPSERT.format(where="")), _bucket_params(rows))
-
-    async def add_to_periods(self, rows: PeriodRows) -> None:
-        if rows.tenants:
-            await self.session.execute(text(PERIODS_UPSERT.format(where="")), _period_params(rows))
+    async def meter_tokens(
+        self, events: Sequence[TokensConsumedRecord]
+    ) -> tuple[int, set[uuid.UUID]]:
+        """Claim the token events and add those claimed now (the first copy of each) to the
+        counters: one statement. Returns how many were new and the tenants whose tokens grew."""
+        if not events:
+            return 0, set()
+        row = (await self.session.execute(text(METER_TOKENS), _columns(events))).one()
+        return row.new, set(row.tenants)
 
     async def document_indexed(
         self, tenant_id: uuid.UUID, document_id: uuid.UUID, size_bytes: int

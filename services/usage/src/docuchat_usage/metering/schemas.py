@@ -13,8 +13,9 @@ did (metered, skipped as unknown, or dead-lettered as malformed).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 import msgspec
 from pydantic import TypeAdapter
@@ -38,7 +39,9 @@ class TokensConsumedRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     id: uuid.UUID
     type: Literal["tokens.consumed"]
     version: Literal[1]
-    occurred_at: datetime
+    # With its offset: the hour, day and month it counts in are UTC ones (a naive time is
+    # refused here; the catalog's path reads it as UTC).
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
     tenant_id: uuid.UUID | None
     source: str
     correlation_id: str | None = None
@@ -52,7 +55,11 @@ class TokensConsumedRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
             id=event.id,
             type="tokens.consumed",
             version=1,
-            occurred_at=event.occurred_at,
+            occurred_at=(
+                event.occurred_at
+                if event.occurred_at.tzinfo is not None
+                else event.occurred_at.replace(tzinfo=UTC)
+            ),
             tenant_id=event.tenant_id,
             source=event.source,
             correlation_id=event.correlation_id,
@@ -71,6 +78,16 @@ class TokensConsumedRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
 TOKENS_CONSUMED_DECODER = msgspec.json.Decoder(TokensConsumedRecord)
 # What decides when the struct refuses, exactly as the shared consumers do.
 CATALOG: TypeAdapter[Any] = TypeAdapter(event_union(TokensConsumed))
+
+
+def decode_strictly(values: Sequence[bytes | None]) -> list[TokensConsumedRecord] | None:
+    """A whole batch through the struct alone (the common case, at C speed), or None when it
+    refuses any message: then each is decided on its own by ``decode_tokens_consumed``."""
+    decode = TOKENS_CONSUMED_DECODER.decode
+    try:
+        return [decode(value) for value in values]  # type: ignore[arg-type]
+    except (msgspec.ValidationError, msgspec.DecodeError, TypeError):  # TypeError: a None
+        return None
 
 
 def decode_tokens_consumed(value: bytes | None) -> TokensConsumedRecord | None:
