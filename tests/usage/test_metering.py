@@ -185,10 +185,15 @@ async def test_unknown_tenants_and_malformed_messages_leave_the_counters_right(
     tenant, stranger = uuid.uuid4(), uuid.uuid4()
     marker = str(uuid.uuid4())
     invalid = json.dumps({"type": "tokens.consumed", "version": 1, "data": {}, "m": marker})
+    # Well formed but for its id, which only PostgreSQL finds is no UUID: its batch fails, and
+    # replayed one event at a time, this one alone is dead-lettered.
+    not_a_uuid = chat_tokens(tenant, None, 1_000, 1_000).to_json_dict()
+    not_a_uuid["id"] = "z" * 36
+    bad_id = json.dumps(not_a_uuid).encode()
     await usage.publish(
         tenant_created(tenant),
         chat_tokens(stranger, None, 5, 5),  # a tenant usage has never heard of
-        raw=[b"{broken", invalid.encode()],
+        raw=[b"{broken", invalid.encode(), bad_id],
     )
     await usage.publish(chat_tokens(tenant, None, 3, 2))
     body = await summary_when(usage, tenant, 5)
@@ -209,6 +214,16 @@ async def test_unknown_tenants_and_malformed_messages_leave_the_counters_right(
     headers = {k: v.decode() for k, v in dead.headers}
     assert headers["x-dlq-error-type"] == "ValidationError"
     assert headers["x-dlq-origin"].startswith("docuchat.tokens/")
+
+    async def bad_id_dead_lettered() -> list[Any]:
+        return [
+            r
+            for r in await read_topic(infra.bootstrap_servers, "docuchat.tokens.dlq", 1)
+            if r.value == bad_id
+        ]
+
+    await eventually(bad_id_dead_lettered, what="the event with a bad id in the DLQ")
+    assert (await summary_when(usage, tenant, 5))["tokens"]["total"] == 5  # it counted nothing
 
 
 async def test_documents_and_storage_count_indexed_documents_once(usage: UsageService) -> None:

@@ -87,7 +87,9 @@ class Batch:
             return [self] if self.events else []
         lanes = [Batch([], []) for _ in range(count)]
         for event, record in zip(self.events, self.records, strict=True):
-            lane = lanes[event.tenant_id.int % count if event.tenant_id is not None else 0]
+            tenant = event.tenant_id
+            # Lower case: one tenant however spelled (PostgreSQL reads both as one UUID).
+            lane = lanes[hash(tenant.lower()) % count if tenant is not None else 0]
             lane.events.append(event)
             lane.records.append(record)
         return [lane for lane in lanes if lane.events]

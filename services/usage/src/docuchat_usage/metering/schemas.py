@@ -3,8 +3,10 @@ Kafka bytes.
 
 They mirror the catalog's ``TokensConsumed`` v1 (docuchat_common.events.catalog) but are
 stricter: every envelope field the metering needs must be present and of its exact JSON type.
-Ids are decoded by msgspec into ``uuid.UUID`` (in C: about a third of the cost of checking them
-as strings against a pattern), so every spelling of one UUID is one id.
+Ids stay the 36-character strings they came as: PostgreSQL reads them as UUIDs (so every
+spelling of one UUID is one id) and refuses any that is not one, which fails the batch and
+dead-letters that event alone (see the consumer). Building three ``uuid.UUID`` objects per event
+in Python cost more than the rest of decoding.
 Whatever they refuse (another type or version, a lax but valid encoding, garbage) is not an
 error here: the caller hands it to the catalog's pydantic models, which decide as they always
 did (metered, skipped as unknown, or dead-lettered as malformed).
@@ -22,9 +24,12 @@ from pydantic import TypeAdapter
 
 from docuchat_common.events.catalog import TokensConsumed, event_union
 
+# A UUID's hyphenated spelling; PostgreSQL checks the digits.
+UUIDText = Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
+
 
 class TokensConsumedPayload(msgspec.Struct, kw_only=True, frozen=True, gc=False):
-    user_id: uuid.UUID | None = None
+    user_id: UUIDText | None = None
     kind: Literal["chat", "embedding"]
     model: str
     prompt_tokens: int = 0
@@ -36,13 +41,13 @@ class TokensConsumedPayload(msgspec.Struct, kw_only=True, frozen=True, gc=False)
 class TokensConsumedRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """One ``tokens.consumed`` v1 event; unknown fields (additive changes) are ignored."""
 
-    id: uuid.UUID
+    id: UUIDText
     type: Literal["tokens.consumed"]
     version: Literal[1]
     # With its offset: the hour, day and month it counts in are UTC ones (a naive time is
     # refused here; the catalog's path reads it as UTC).
     occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
-    tenant_id: uuid.UUID | None
+    tenant_id: UUIDText | None
     source: str
     correlation_id: str | None = None
     data: TokensConsumedPayload
@@ -52,7 +57,7 @@ class TokensConsumedRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
         """The same event, validated by the catalog's pydantic model instead."""
         data = event.data
         return cls(
-            id=event.id,
+            id=str(event.id),
             type="tokens.consumed",
             version=1,
             occurred_at=(
@@ -60,11 +65,11 @@ class TokensConsumedRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
                 if event.occurred_at.tzinfo is not None
                 else event.occurred_at.replace(tzinfo=UTC)
             ),
-            tenant_id=event.tenant_id,
+            tenant_id=_text(event.tenant_id),
             source=event.source,
             correlation_id=event.correlation_id,
             data=TokensConsumedPayload(
-                user_id=data.user_id,
+                user_id=_text(data.user_id),
                 kind=data.kind,
                 model=data.model,
                 prompt_tokens=data.prompt_tokens,
@@ -73,6 +78,10 @@ class TokensConsumedRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
                 reference=data.reference,
             ),
         )
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
 
 
 TOKENS_CONSUMED_DECODER = msgspec.json.Decoder(TokensConsumedRecord)
