@@ -101,9 +101,9 @@ class TokensConsumer:
     The shared ``EventConsumers.subscribe_batch`` decodes every message twice (FastStream's
     JSON decode, then pydantic), claims events through an ORM executemany and leaves the
     process idle while each batch's transaction runs: about 7k events/s. Here the subscriber
-    takes the batch's raw bytes, decodes them with one msgspec struct and hands them, re-encoded
-    as one JSON text, to one statement that claims and sums them in PostgreSQL (the process
-    does no per-event work in Python: the database's core does it); batch N+1 is fetched and
+    takes the batch's raw bytes, decodes them with one msgspec struct and hands them, column by
+    column, to one statement that claims and sums them in PostgreSQL (the per-event work runs
+    on the database's core, not in this process's Python); batch N+1 is fetched and
     decoded while batch N's transactions run (one per lane of tenants, in parallel; one batch in
     flight; its offsets committed by hand once all its transactions have committed).
     The guarantees are those of ``subscribe_batch``, one for one:

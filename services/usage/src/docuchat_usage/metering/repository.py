@@ -90,8 +90,10 @@ SECONDS_PER_HOUR = 3600
 
 
 def _array(values: list[Any]) -> str:
-    """A PostgreSQL array literal of UUIDs, integers or None, written by msgspec:
-    their JSON array (``["…", 12, null]``) is one once its brackets are braces."""
+    """A PostgreSQL array literal of strings, integers or None, written by msgspec: their JSON
+    array (``["…", 12, null]``) is one once its brackets are braces (both escape ``"`` and
+    ``\\`` alike; any other escape only ever spoils a string that was no UUID anyway, and
+    PostgreSQL refuses it)."""
     return "{" + JSON.encode(values)[1:-1].decode() + "}"
 
 
