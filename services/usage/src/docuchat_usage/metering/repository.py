@@ -47,12 +47,22 @@ METER_TOKENS = """
         SELECT id FROM incoming
         ON CONFLICT DO NOTHING
         RETURNING event_id
+    ), all_new AS (
+        SELECT (SELECT count(*) FROM claimed) = (SELECT count(*) FROM incoming) AS yes
     ), new AS (
-        SELECT DISTINCT ON (i.id) i.*, i.prompt + i.completion + i.embedding AS tokens
-        FROM incoming AS i JOIN claimed AS c ON c.event_id = i.id
-        ORDER BY i.id, i.ord
+        -- Usually every event is new and comes once: all of them count, no join needed.
+        -- Otherwise only the first copy of each id claimed now.
+        SELECT * FROM incoming WHERE (SELECT yes FROM all_new)
+        UNION ALL
+        (
+            SELECT DISTINCT ON (i.id) i.*
+            FROM incoming AS i JOIN claimed AS c ON c.event_id = i.id
+            WHERE NOT (SELECT yes FROM all_new)
+            ORDER BY i.id, i.ord
+        )
     ), counted AS (
-        SELECT * FROM new WHERE tenant_id IS NOT NULL AND tokens > 0
+        SELECT *, prompt + completion + embedding AS tokens FROM new
+        WHERE tenant_id IS NOT NULL AND prompt + completion + embedding > 0
     ), buckets AS (
         INSERT INTO usage_buckets (
             tenant_id, hour, user_id, model,
