@@ -299,13 +299,10 @@ class TokensConsumer:
 
 
 def _offsets_after(records: Sequence[ConsumerRecord[Any, Any]]) -> dict[TopicPartition, int]:
-    """Per partition, the offset to commit once these records are handled (the next one)."""
-    offsets: dict[TopicPartition, int] = {}
-    for record in records:
-        partition = TopicPartition(record.topic, record.partition)
-        if record.offset >= offsets.get(partition, -1):
-            offsets[partition] = record.offset + 1
-    return offsets
+    """Per partition, the offset to commit once these records are handled (the next one). A
+    partition's records come in offset order, so its last one is its highest."""
+    last = {(record.topic, record.partition): record.offset for record in records}
+    return {TopicPartition(*partition): offset + 1 for partition, offset in last.items()}
 
 
 async def _parse_batch(
