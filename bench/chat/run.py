@@ -425,9 +425,12 @@ def main(argv: list[str] | None = None) -> None:
             "DOCUCHAT_CHAT_LLM_MODEL": "gpt-4o-mini",
         }
         # 100 users of one tenant starting at once open 100 sessions and ask 100 questions
-        # within a second: over the gateway's per-tenant burst (200), which is meant to stop one
-        # tenant's flood, not a load test of it. The gateway reads it from its environment.
+        # within a second: over the gateway's per-tenant burst (200) and, since every user here
+        # calls from 127.0.0.1, over its per-IP burst (100). Those stop one tenant's or one
+        # address's flood; this is a load test of neither. The gateway reads them from its
+        # environment.
         os.environ.setdefault("DOCUCHAT_GATEWAY_TENANT_BURST", "2000")
+        os.environ.setdefault("DOCUCHAT_GATEWAY_IP_BURST", "2000")
         with running_stack(args.data_dir, env) as stack:
             lines = asyncio.run(run(stack, fake.base_url, args))
         calls = fake.calls()
