@@ -105,14 +105,14 @@ def test_child_dies_when_its_supervisor_is_killed(tmp_path: Path) -> None:
     """PR_SET_PDEATHSIG: SIGKILL the supervising process and its child still goes away."""
     script = textwrap.dedent(
         f"""
-        import sys, time
+        import signal, sys
         from pathlib import Path
         from docuchat.devstack import ManagedProcess
-        p = ManagedProcess("orphan", [sys.executable, "-c", "import time; time.sleep(60)"],
+        p = ManagedProcess("orphan", [sys.executable, "-c", "import signal; signal.pause()"],
                            log_path=Path({str(tmp_path / "orphan.log")!r}))
         p.start()
         print(p.pid, flush=True)
-        time.sleep(60)
+        signal.pause()  # until the test kills this supervisor
         """
     )
     supervisor = subprocess.Popen(

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from docuchat.devstack.process import free_port
+from docuchat_chat.llm.openai_compat import RetryPolicy
 from docuchat_chat.llm.port import LLMProvider, LLMRequest, ProviderConfig, ProviderError, Usage
 from docuchat_chat.llm.tokens import TokenCounter
 from tests.chat.llm.conftest import MakeRegistry
@@ -206,12 +207,19 @@ async def test_rate_limit_on_every_attempt_gives_llm_rate_limited(
     assert len(fake_openai.chat_requests) == FAST_POLICY.max_retries + 1
 
 
+def silent_provider(
+    fake_openai: FakeOpenAI, make_registry: MakeRegistry, policy: RetryPolicy
+) -> LLMProvider:
+    """A provider under ``policy`` whose endpoint says nothing for 30 s, every attempt."""
+    fake_openai.delay(30, times=10)
+    return make_registry(policy).provider(openai_config(fake_openai))
+
+
 async def test_a_silent_provider_is_retried_then_times_out(
     fake_openai: FakeOpenAI, make_registry: MakeRegistry
 ) -> None:
     policy = dataclasses.replace(FAST_POLICY, read_timeout=0.3, max_retries=5, budget=1.2)
-    provider = make_registry(policy).provider(openai_config(fake_openai))
-    fake_openai.delay(30, times=10)
+    provider = silent_provider(fake_openai, make_registry, policy)
 
     error = await fails(provider)
 
@@ -226,8 +234,7 @@ async def test_an_attempt_is_cut_to_what_is_left_of_the_budget(
     # A read timeout far beyond the budget: only the budget can end this call early, so the
     # margin below can be wide enough for a loaded machine and still tell the two apart.
     policy = dataclasses.replace(FAST_POLICY, read_timeout=20, max_retries=5, budget=1.0)
-    provider = make_registry(policy).provider(openai_config(fake_openai))
-    fake_openai.delay(30, times=10)
+    provider = silent_provider(fake_openai, make_registry, policy)
 
     started = time.monotonic()
     error = await fails(provider)
