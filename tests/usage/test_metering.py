@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,8 @@ from docuchat_common.events.catalog import (
     TokensConsumed,
     TokensConsumedData,
 )
+from docuchat_common.events.consumer import DLQ_CONSUMER_HEADER
+from docuchat_usage.metering.consumers import TOKENS_GROUP
 from docuchat_usage.models import UsageBucket
 from tests.helpers import eventually, read_topic
 from tests.usage.conftest import UsageService
@@ -202,27 +205,29 @@ async def test_unknown_tenants_and_malformed_messages_leave_the_counters_right(
     assert stranger_view["tokens"]["total"] == 10  # metered, though it has no plan (yet)
     assert stranger_view["plan"] is None
 
-    # The invalid envelope went to the dead-letter topic, alone, with the reason.
-    async def dead_lettered() -> list[Any]:
-        return [
-            r
-            for r in await read_topic(infra.bootstrap_servers, "docuchat.tokens.dlq", 1)
-            if r.value == invalid.encode()
-        ]
+    # Every usage service of the session reads the shared topic: this one's dead letters are
+    # those its own group sent.
+    group = usage.runtime.consumers.group_prefix + TOKENS_GROUP
 
-    [dead] = await eventually(dead_lettered, what="the invalid event in docuchat.tokens.dlq")
+    def dead_letters_of(value: bytes) -> Callable[[], Awaitable[list[Any]]]:
+        async def probe() -> list[Any]:
+            return [
+                r
+                for r in await read_topic(infra.bootstrap_servers, "docuchat.tokens.dlq", 1)
+                if r.value == value and (DLQ_CONSUMER_HEADER, group.encode()) in r.headers
+            ]
+
+        return probe
+
+    # The invalid envelope went to the dead-letter topic, alone, with the reason.
+    [dead] = await eventually(
+        dead_letters_of(invalid.encode()), what="the invalid event in docuchat.tokens.dlq"
+    )
     headers = {k: v.decode() for k, v in dead.headers}
     assert headers["x-dlq-error-type"] == "ValidationError"
     assert headers["x-dlq-origin"].startswith("docuchat.tokens/")
 
-    async def bad_id_dead_lettered() -> list[Any]:
-        return [
-            r
-            for r in await read_topic(infra.bootstrap_servers, "docuchat.tokens.dlq", 1)
-            if r.value == bad_id
-        ]
-
-    await eventually(bad_id_dead_lettered, what="the event with a bad id in the DLQ")
+    await eventually(dead_letters_of(bad_id), what="the event with a bad id in the DLQ")
     assert (await summary_when(usage, tenant, 5))["tokens"]["total"] == 5  # it counted nothing
 
 
