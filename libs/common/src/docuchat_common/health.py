@@ -30,7 +30,8 @@ class HealthChecks:
     async def _run(self, check: ReadinessCheck) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(check(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await check()
         except Exception as exc:
             return {
                 "status": "down",

@@ -41,6 +41,7 @@ from docuchat_common.events.envelope import utcnow
 from docuchat_common.events.topics import QUOTA, ensure_topics
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import registry
+from docuchat_common.tasks import stop_task
 
 __all__ = ["QuotaGuard", "QuotaStateUnavailable"]
 
@@ -173,10 +174,7 @@ class QuotaGuard:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -341,7 +339,9 @@ class QuotaGuard:
 
             try:
                 remaining = max(0.1, deadline - loop.time())
-                return consumer, await asyncio.wait_for(attempt(), remaining)
+                async with asyncio.timeout(remaining):
+                    ends = await attempt()
+                return consumer, ends
             except Exception as exc:
                 with contextlib.suppress(Exception):  # the first error is the one to report
                     await consumer.stop()

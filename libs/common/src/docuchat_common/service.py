@@ -6,6 +6,7 @@ its target needs, in one process or many. The HTTP app's lifespan starts and sto
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -187,15 +188,21 @@ class ServiceRuntime:
         # The reverse of start: consumers stop (an in-flight message is finished within the
         # broker's graceful timeout, or abandoned uncommitted and redelivered) before the
         # hooks release what handlers use (models, stores, the parser process).
-        await self.lag_monitor.stop()
+        async with _step("lag monitor"):
+            await self.lag_monitor.stop()
         if self.epoch_watchdog is not None:
-            await self.epoch_watchdog.stop()
-        await self.relay.stop()
-        await self.broker.stop()
+            async with _step("epoch watchdog"):
+                await self.epoch_watchdog.stop()
+        async with _step("outbox relay"):
+            await self.relay.stop()
+        async with _step("consumers"):
+            await self.broker.stop()
         for hook in reversed(self._on_stop):
             with contextlib.suppress(Exception):
-                await hook(self)
-        await self.database.dispose()
+                async with _step(getattr(hook, "__qualname__", "stop hook")):
+                    await hook(self)
+        async with _step("database"):
+            await self.database.dispose()
         release_garbage_collector()
         log.info("service stopped", service=self.name)
 
@@ -222,6 +229,24 @@ class ServiceRuntime:
         app.add_middleware(BodySizeLimitMiddleware, max_bytes=self.settings.max_request_body_bytes)
         app.add_middleware(RequestContextMiddleware, service=self.name)
         return app
+
+
+@contextlib.asynccontextmanager
+async def _step(name: str, warn_after: float = 10.0) -> AsyncIterator[None]:
+    """A stop step that takes longer than expected says which it is, while it still runs: a
+    stop that never ends is otherwise silent."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    handle = loop.call_later(
+        warn_after, lambda: log.warning("stop step still running", step=name, after_s=warn_after)
+    )
+    try:
+        yield
+    finally:
+        handle.cancel()
+        elapsed = loop.time() - started
+        if elapsed > warn_after:
+            log.warning("stop step was slow", step=name, seconds=round(elapsed, 1))
 
 
 def runtime_of(request: Request) -> ServiceRuntime:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from docuchat_common.events.catalog import QuotaChanged
 from docuchat_common.logging import get_logger
 from docuchat_common.service import ServiceRuntime
+from docuchat_common.tasks import stop_task
 from docuchat_usage.metering import consumers as metering_consumers
 from docuchat_usage.models import metadata
 from docuchat_usage.plans.router import router as plans_router
@@ -56,9 +56,7 @@ def _start_period_resets(interval: float) -> Callable[[ServiceRuntime], Awaitabl
         task = asyncio.create_task(loop(), name="usage-period-resets")
 
         async def stop(_: ServiceRuntime) -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
 
         runtime.on_stop(stop)
 

@@ -16,6 +16,7 @@ from docuchat_common.events.topics import Topic, ensure_topics
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_LAG, registry
 from docuchat_common.settings import ServiceSettings
+from docuchat_common.tasks import stop_task
 
 log = get_logger(__name__)
 
@@ -58,10 +59,8 @@ class ConsumerLagMonitor:
         self._task = asyncio.create_task(self._run(), name=f"lag-monitor-{self.service}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        await stop_task(task)
 
     async def sample(self) -> None:
         for sub in self.broker.subscribers:
@@ -118,10 +117,8 @@ class BrokerEpochWatchdog:
         self._task = asyncio.create_task(self._run(), name="broker-epoch-watchdog")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        await stop_task(task)
         await self._close_reader()
 
     async def current_epoch(self) -> bytes:

@@ -26,6 +26,7 @@ from docuchat_common.events.tables import OUTBOX_CHANNEL
 from docuchat_common.events.topics import Topic, ensure_topics
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import OUTBOX_PENDING, OUTBOX_PUBLISH_ERRORS, OUTBOX_PUBLISHED
+from docuchat_common.tasks import stop_task, wait_event
 from docuchat_common.telemetry import attach_trace_headers, current_trace_headers, detach
 
 log = get_logger(__name__)
@@ -101,11 +102,8 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
@@ -146,8 +144,7 @@ class OutboxRelay:
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+            await wait_event(self._wakeup, self.poll_interval)
 
     async def replay(self) -> None:
         """Publish everything again: the broker lost what it had (an in-memory broker restarted).

@@ -82,7 +82,8 @@ class ParserSandbox:
             loop = asyncio.get_running_loop()
             future = loop.run_in_executor(self._pool, _parse, data, filename, media_type, max_pages)
             try:
-                return await asyncio.wait_for(future, self.timeout_seconds)
+                async with asyncio.timeout(self.timeout_seconds):
+                    return await future
             except TimeoutError:
                 log.warning(
                     "parse over its time budget; parser process replaced", filename=filename

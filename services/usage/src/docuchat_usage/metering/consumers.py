@@ -235,7 +235,8 @@ class TokensConsumer:
             await asyncio.gather(*(self._meter(lane) for lane in lanes))
             # Bounded: aiokafka retries a commit for as long as the coordinator is unavailable,
             # and the next batch waits for this one.
-            await asyncio.wait_for(consumer.commit(offsets), OFFSET_COMMIT_TIMEOUT)
+            async with asyncio.timeout(OFFSET_COMMIT_TIMEOUT):
+                await consumer.commit(offsets)
         except Exception:
             # Not committed: the batch comes again (after a restart or a rebalance) and the
             # claims drop what was metered.
