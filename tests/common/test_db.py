@@ -68,3 +68,20 @@ async def test_a_connection_back_a_moment_ago_is_used_without_a_check(
         assert await backend_pids(database)
     finally:
         await database.dispose()
+
+
+async def test_a_read_runs_each_statement_on_its_own_and_leaves_the_pool_transactional(
+    databases: dict[str, str],
+) -> None:
+    database = Database(databases["usage"], pool_size=1)
+    xid = text("SELECT pg_current_xact_id()::text")
+    try:
+        async with database.read() as session:
+            first, second = await session.scalar(xid), await session.scalar(xid)
+        assert first != second  # autocommit: no BEGIN, no COMMIT, one round trip each
+        # the same (only) pooled connection is back to one transaction per unit of work
+        async with database.transaction() as session:
+            first, second = await session.scalar(xid), await session.scalar(xid)
+        assert first == second
+    finally:
+        await database.dispose()

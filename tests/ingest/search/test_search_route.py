@@ -90,6 +90,9 @@ async def test_tenant_and_knowledge_base_filters_hold(ingest_all: IngestService)
     assert stolen.json()["code"] == "knowledge_base_not_found"
     missing = await search(ingest_all, tenant_a, str(uuid.uuid4()), "anything")
     assert missing.status_code == 404
+    # the knowledge base is checked first: a bad query tells nothing about another's
+    blank = await search(ingest_all, tenant_b, kb_a, "   ")
+    assert blank.status_code == 404 and blank.json()["code"] == "knowledge_base_not_found"
 
 
 async def test_odd_queries_get_clear_answers(ingest_all: IngestService) -> None:

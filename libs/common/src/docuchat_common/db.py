@@ -66,6 +66,16 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A lookup outside any transaction (autocommit): each statement is one round trip,
+        with no BEGIN or COMMIT around it. For a single read on a hot path; statements that
+        must see one snapshot, or write, belong in :meth:`transaction`."""
+        async with self.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+                yield session
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

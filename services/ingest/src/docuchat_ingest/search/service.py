@@ -8,8 +8,10 @@ vector is touched, and every store query is filtered by the caller's tenant as w
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from cachetools import LRUCache
@@ -21,6 +23,7 @@ from docuchat_ingest.embedding.base import Vectors
 from docuchat_ingest.embedding.sparse import SparseEncoder
 from docuchat_ingest.knowledge_bases.repository import KnowledgeBaseRepository
 from docuchat_ingest.knowledge_bases.schemas import KnowledgeBaseSettings
+from docuchat_ingest.models import KnowledgeBase
 from docuchat_ingest.search.schemas import (
     MAX_QUERY_CHARS,
     SearchedKnowledgeBase,
@@ -82,6 +85,11 @@ class Retrieval:
     store: VectorStore
     queries: QueryEncoder
 
+    def start_embedding(self, query: str) -> asyncio.Task[Vectors]:
+        """The query's dense embedding, begun now: the model runs in a worker thread while the
+        caller does its own I/O (the knowledge-base lookup) on the event loop."""
+        return asyncio.create_task(self.queries.dense(query), name="query-embedding")
+
     async def search(
         self,
         tenant_id: uuid.UUID,
@@ -91,9 +99,10 @@ class Retrieval:
         *,
         mode: SearchMode = "hybrid",
         timings: Timings | None = None,
+        embedding: Awaitable[Vectors] | None = None,
     ) -> list[SearchHit]:
         timings = timings or Timings()
-        dense = await self.queries.dense(query)
+        dense = await (embedding if embedding is not None else self.queries.dense(query))
         timings.lap("embed")
         if mode == "dense":
             hits = await self.store.search_dense(tenant_id, kb_id, dense, top_k)
@@ -136,29 +145,70 @@ def hit_out(hit: SearchHit) -> SearchHitOut:
     )
 
 
+@dataclass
+class PreparedSearch:
+    """A search whose knowledge base is found and whose query embedding is under way."""
+
+    kb: KnowledgeBase
+    query: str
+    top_k: int
+    mode: SearchMode
+    embedding: asyncio.Task[Vectors]
+
+
 class SearchService:
-    def __init__(self, knowledge_bases: KnowledgeBaseRepository, retrieval: Retrieval) -> None:
-        self.knowledge_bases = knowledge_bases
+    """A search in two steps, so the router can end the lookup's transaction before the model
+    and the store work (no pooled connection is held through them)."""
+
+    def __init__(self, retrieval: Retrieval) -> None:
         self.retrieval = retrieval
 
-    async def search(
+    async def prepare(
         self,
+        knowledge_bases: KnowledgeBaseRepository,
         identity: Identity,
         kb_id: uuid.UUID,
         body: SearchIn,
         *,
         mode: SearchMode = "hybrid",
         timings: Timings | None = None,
-    ) -> SearchOut:
+    ) -> PreparedSearch:
+        """Find the knowledge base while the query is embedded. A missing (or another
+        tenant's) knowledge base still answers 404 before any vector is touched, and before a
+        bad query's 422, as when the two ran one after the other."""
         timings = timings or Timings()
-        kb = await self.knowledge_bases.get(identity.tenant_id, kb_id)
-        timings.lap("kb")
-        if kb is None:  # another tenant's looks exactly like none
-            raise NotFound("knowledge base not found", code="knowledge_base_not_found")
-        query = clean_query(body.query)
+        try:
+            query: str | None = clean_query(body.query)
+            invalid: Unprocessable | None = None
+        except Unprocessable as exc:
+            query, invalid = None, exc
+        embedding = self.retrieval.start_embedding(query) if query is not None else None
+        try:
+            kb = await knowledge_bases.get(identity.tenant_id, kb_id)
+            timings.lap("kb")
+            if kb is None:  # another tenant's looks exactly like none
+                raise NotFound("knowledge base not found", code="knowledge_base_not_found")
+            if invalid is not None or query is None or embedding is None:
+                raise invalid or Unprocessable("the query is empty", code="empty_query")
+        except BaseException:
+            if embedding is not None:
+                embedding.cancel()
+            raise
         top_k = body.top_k or KnowledgeBaseSettings.model_validate(kb.settings or {}).top_k
+        return PreparedSearch(kb, query, top_k, mode, embedding)
+
+    async def run(
+        self, identity: Identity, prepared: PreparedSearch, *, timings: Timings | None = None
+    ) -> SearchOut:
+        kb = prepared.kb
         hits = await self.retrieval.search(
-            identity.tenant_id, kb.id, query, top_k, mode=mode, timings=timings
+            identity.tenant_id,
+            kb.id,
+            prepared.query,
+            prepared.top_k,
+            mode=prepared.mode,
+            timings=timings,
+            embedding=prepared.embedding,
         )
         return SearchOut(
             hits=[hit_out(h) for h in hits],
