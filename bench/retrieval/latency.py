@@ -10,6 +10,7 @@ once per side, so the route's query-embedding cache never hits.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 import uuid
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 
 from bench.retrieval.gateway_log import AccessLog, GatewaySplit
@@ -49,7 +51,7 @@ class LatencyReport:
         return [
             f"{self.chunks} chunks in the searched knowledge base, {self.queries} queries each",
             f"route via gateway  p50 {p50_route:6.1f} ms   p99 {self.pct(self.route_ms, 99):6.1f}"
-            " ms",
+            " ms   (an aiohttp client)",
             f"bare in-process    p50 {p50_bare:6.1f} ms   p99 {self.pct(self.bare_ms, 99):6.1f} ms"
             "   (query embedding + hybrid query)",
             f"API adds at p50    {p50_route - p50_bare:6.1f} ms   (goal <= 10 ms)",
@@ -104,12 +106,26 @@ async def measure(
 
     steps: dict[str, list[float]] = {}
 
+    # The route is timed with aiohttp's C-parsing client: httpx's own work per request (about
+    # 1.5 ms here) is the client's cost, not the API's.
+    lean = aiohttp.ClientSession(str(tenant.client.base_url))
+    url = f"/api/v1/knowledge-bases/{kb_id}/search"
+
     async def route(query: str) -> float:
-        started = time.perf_counter()
-        hits = await tenant.search(kb_id, query, TOP_K)
-        elapsed = (time.perf_counter() - started) * 1000
-        assert len(hits) == TOP_K
-        for step, ms in server_timing(tenant.last_server_timing).items():
+        while True:
+            started = time.perf_counter()
+            async with lean.post(
+                url, json={"query": query, "top_k": TOP_K}, headers=tenant.headers
+            ) as response:
+                # the gateway's own 429s are plain text
+                body = await response.json(content_type=None) if response.status != 429 else {}
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status != 429:
+                break
+            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+        assert response.status == 200, body
+        assert len(body["hits"]) == TOP_K
+        for step, ms in server_timing(response.headers.get("server-timing")).items():
             steps.setdefault(step, []).append(ms)
         return elapsed
 
@@ -134,6 +150,7 @@ async def measure(
         measured = {step: list(values) for step, values in steps.items()}
         cached = [await route(q) for q in queries[WARMUP:]]
     finally:
+        await lean.close()
         await store.close()
     return LatencyReport(chunks, len(route_ms), route_ms, bare_ms, cached, gateway, measured)
 

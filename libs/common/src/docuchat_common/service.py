@@ -225,7 +225,11 @@ class ServiceRuntime:
             app.include_router(router)
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+        # No span per ASGI message (each body chunk of a stream would get one): the request's
+        # server span and its children say where the time went.
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+        )
         app.add_middleware(BodySizeLimitMiddleware, max_bytes=self.settings.max_request_body_bytes)
         app.add_middleware(RequestContextMiddleware, service=self.name)
         return app
