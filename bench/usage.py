@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
 from bench.infra import usage_infra
+from docuchat.cli import run_event_loop
 from docuchat_common.events.catalog import (
     TenantCreated,
     TenantCreatedData,
@@ -210,7 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args()
-    asyncio.run(run(args.events))
+    run_event_loop(run(args.events))  # the loop the service runs on in production
 
 
 if __name__ == "__main__":
