@@ -157,8 +157,8 @@ class PreparedSearch:
 
 
 class SearchService:
-    """A search in two steps, so the router can end the lookup's transaction before the model
-    and the store work (no pooled connection is held through them)."""
+    """A search in two steps, so the router can give the lookup's connection back to the pool
+    before the model and the store work (none is held through them)."""
 
     def __init__(self, retrieval: Retrieval) -> None:
         self.retrieval = retrieval
