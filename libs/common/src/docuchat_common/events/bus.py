@@ -21,13 +21,30 @@ from docuchat_common.tasks import stop_task
 log = get_logger(__name__)
 
 
+class ServiceBroker(KafkaBroker):
+    """FastStream's Kafka broker, but its subscribers start side by side.
+
+    FastStream starts them one after another, and each waits until its group has assigned it
+    partitions: a group join takes about a second on tansu (Kafka delays a new group's first
+    rebalance by ``group.initial.rebalance.delay.ms``, 3 s by default), so a service with five
+    consumers spent five of them before it was ready.
+    """
+
+    async def start(self) -> None:
+        await self.connect()
+        await asyncio.gather(*(subscriber.start() for subscriber in self.subscribers))
+        for publisher in self.publishers:
+            await publisher.start()
+        self.running = True
+
+
 def create_broker(settings: ServiceSettings, service: str) -> KafkaBroker:
     extra: dict[str, Any] = {}
     if settings.kafka_enable_idempotence:
         extra["enable_idempotence"] = True
         extra["acks"] = "all"
     dead_letters, bind_dead_letters = dead_letter_middleware(service)
-    broker = KafkaBroker(
+    broker = ServiceBroker(
         settings.kafka_bootstrap_servers,
         client_id=f"docuchat-{service}{settings.kafka_client_id_suffix}",
         request_timeout_ms=10_000,
