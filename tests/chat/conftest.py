@@ -22,7 +22,8 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 
 from docuchat_chat.app import build_runtime as build_chat
-from docuchat_chat.models import outbox
+from docuchat_chat.models import ChatSession, outbox
+from docuchat_chat.sessions.repository import SessionRepository
 from docuchat_chat.settings import ChatSettings
 from docuchat_common.events.catalog import QuotaChanged, QuotaChangedData
 from docuchat_common.events.envelope import Event
@@ -226,6 +227,19 @@ class ChatService(HttpService):
         """Publish a quota state as usage would, and wait until chat enforces it."""
         await self.publish(QuotaChanged(tenant_id=tenant, source="usage", data=state))
         await self.quota.wait_for(tenant, lambda s: s == state, timeout=30)
+
+
+async def stored_session(
+    chat: HttpService, tenant: uuid.UUID, user: uuid.UUID, kb_id: uuid.UUID
+) -> str:
+    """A session written straight to chat's database, past the knowledge-base check at
+    creation: one whose knowledge base went away, or could not be reached, later."""
+    session_id = uuid.uuid4()
+    async with chat.runtime.database.transaction() as db:
+        await SessionRepository(db).add(
+            ChatSession(id=session_id, tenant_id=tenant, user_id=user, knowledge_base_id=kb_id)
+        )
+    return str(session_id)
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:

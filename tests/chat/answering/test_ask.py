@@ -13,6 +13,7 @@ from tests.chat.conftest import (
     Corpus,
     outbox_events,
     sse_events,
+    stored_session,
 )
 from tests.fakes.openai_server import (
     CITED_ANSWER,
@@ -200,8 +201,16 @@ async def test_a_knowledge_base_of_another_tenant_is_not_found(
     chat: ChatService, corpus: Corpus, fake_openai: FakeOpenAI
 ) -> None:
     intruder, user = uuid.uuid4(), uuid.uuid4()
-    session = await chat.new_session(intruder, user, corpus.knowledge_base_id)
-    answer = await chat.ask(intruder, user, session["id"], DISTANCE_EDUCATION)
+    created = await chat.client.post(
+        "/api/v1/sessions",
+        json={"knowledge_base_id": str(corpus.knowledge_base_id)},
+        headers=chat.headers(intruder, user),
+    )
+    assert created.status_code == 404, created.text
+    assert created.json()["code"] == "knowledge_base_not_found"
+    # a session that got past creation anyway is scoped again by ingest at every question
+    session_id = await stored_session(chat, intruder, user, corpus.knowledge_base_id)
+    answer = await chat.ask(intruder, user, session_id, DISTANCE_EDUCATION)
     assert answer.status_code == 404, answer.text
     assert answer.json()["code"] == "knowledge_base_not_found"
     assert fake_openai.chat_requests == []

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests.chat.answering.test_ask import DISTANCE_EDUCATION, stream_answer
-from tests.chat.conftest import ChatService, Corpus, outbox_events
+from tests.chat.conftest import ChatService, Corpus, outbox_events, stored_session
 from tests.fakes.openai_server import FakeOpenAI
 
 ATTEMPTS = 3  # the first call and llm_max_retries (2) retries
@@ -93,11 +93,11 @@ async def test_an_unreachable_search_is_a_503_and_the_question_is_kept_as_failed
     chat_app: ChatService, fake_openai: FakeOpenAI
 ) -> None:
     tenant, user = uuid.uuid4(), uuid.uuid4()
-    session = await chat_app.new_session(tenant, user, uuid.uuid4())
-    answer = await chat_app.ask(tenant, user, session["id"], DISTANCE_EDUCATION)
+    session_id = await stored_session(chat_app, tenant, user, uuid.uuid4())
+    answer = await chat_app.ask(tenant, user, session_id, DISTANCE_EDUCATION)
     assert answer.status_code == 503, answer.text
     assert answer.json()["code"] == "retrieval_unavailable"
-    (question,) = await chat_app.messages(tenant, user, session["id"])
+    (question,) = await chat_app.messages(tenant, user, session_id)
     assert question["status"] == "failed"
     assert fake_openai.requests == []
     assert await outbox_events(chat_app) == []

@@ -28,11 +28,11 @@ def spent_today(resets_at: datetime) -> QuotaChangedData:
 
 
 async def test_a_spent_quota_refuses_before_any_model_call_and_others_go_on(
-    chat: ChatService, corpus: Corpus, fake_openai: FakeOpenAI
+    chat: ChatService, corpus: Corpus, ingest: HttpService, fake_openai: FakeOpenAI
 ) -> None:
     tenant, user = uuid.uuid4(), uuid.uuid4()
-    # the spent tenant asks about the same documents' knowledge base: nothing may reach it
-    session = await chat.new_session(tenant, user, corpus.knowledge_base_id)
+    # the spent tenant asks about its own knowledge base: nothing may reach the model
+    session = await chat.new_session(tenant, user, await make_kb(ingest, tenant))
     resets_at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
     await chat.set_quota(tenant, spent_today(resets_at))
 
@@ -76,10 +76,10 @@ async def test_a_quota_whose_period_ended_is_not_enforced(
 
 
 async def test_a_model_outside_the_plan_is_refused(
-    chat: ChatService, corpus: Corpus, fake_openai: FakeOpenAI
+    chat: ChatService, ingest: HttpService, fake_openai: FakeOpenAI
 ) -> None:
     tenant, user = uuid.uuid4(), uuid.uuid4()
-    session = await chat.new_session(tenant, user, corpus.knowledge_base_id)
+    session = await chat.new_session(tenant, user, await make_kb(ingest, tenant))
     await chat.set_quota(
         tenant, QuotaChangedData(plan="free", limits={}, allowed_models=["gpt-4o"])
     )

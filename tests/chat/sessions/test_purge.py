@@ -14,7 +14,7 @@ from docuchat_common.events.catalog import (
     UserDeleted,
     UserDeletedData,
 )
-from tests.chat.conftest import ChatService
+from tests.chat.conftest import ChatService, HttpService, make_kb
 from tests.helpers import eventually
 
 
@@ -25,34 +25,35 @@ async def sessions_of(chat: ChatService, tenant: uuid.UUID) -> list[uuid.UUID]:
 
 
 async def test_a_deleted_user_and_a_deleted_tenant_lose_their_sessions(
-    chat_app: ChatService,
+    chat: ChatService, ingest: HttpService
 ) -> None:
     tenant, leaver, stayer = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     other_tenant = uuid.uuid4()
+    kb, other_kb = await make_kb(ingest, tenant), await make_kb(ingest, other_tenant)
     for user in (leaver, stayer):
-        await chat_app.new_session(tenant, user, uuid.uuid4(), title="t")
-    await chat_app.new_session(other_tenant, leaver, uuid.uuid4(), title="elsewhere")
-    await chat_app.client.patch(
-        "/api/v1/llm-settings", json={"model": "gpt-4o"}, headers=chat_app.headers(tenant)
+        await chat.new_session(tenant, user, kb, title="t")
+    await chat.new_session(other_tenant, leaver, other_kb, title="elsewhere")
+    await chat.client.patch(
+        "/api/v1/llm-settings", json={"model": "gpt-4o"}, headers=chat.headers(tenant)
     )
 
     gone = UserDeleted(tenant_id=tenant, source="auth", data=UserDeletedData(user_id=leaver))
-    await chat_app.publish(gone, gone)  # delivered twice
+    await chat.publish(gone, gone)  # delivered twice
 
     async def only_stayer_left() -> bool:
-        return await sessions_of(chat_app, tenant) == [stayer]
+        return await sessions_of(chat, tenant) == [stayer]
 
     await eventually(only_stayer_left, what="the deleted user's sessions purged")
-    assert await sessions_of(chat_app, other_tenant) == [leaver]  # same id, other tenant
+    assert await sessions_of(chat, other_tenant) == [leaver]  # same id, other tenant
 
-    await chat_app.publish(
+    await chat.publish(
         TenantDeleted(tenant_id=tenant, source="auth", data=TenantDeletedData(tenant_id=tenant))
     )
 
     async def tenant_purged() -> bool:
-        async with chat_app.runtime.database.transaction() as db:
+        async with chat.runtime.database.transaction() as db:
             settings = await db.scalar(select(func.count()).select_from(LLMSettings))
-        return await sessions_of(chat_app, tenant) == [] and settings == 0
+        return await sessions_of(chat, tenant) == [] and settings == 0
 
     await eventually(tenant_purged, what="the deleted tenant's sessions and settings purged")
-    assert await sessions_of(chat_app, other_tenant) == [leaver]
+    assert await sessions_of(chat, other_tenant) == [leaver]

@@ -1,5 +1,6 @@
-"""Sessions: create, list (newest first, cursor paged, archived apart), get, rename, archive,
-restore, delete; each user sees only their own, another tenant's or user's is a 404."""
+"""Sessions: create (on a knowledge base the caller can see), list (newest first, cursor
+paged, archived apart), get, rename, archive, restore, delete; each user sees only their own,
+another tenant's or user's is a 404."""
 
 from __future__ import annotations
 
@@ -8,73 +9,77 @@ from datetime import UTC, datetime
 
 from docuchat_chat.models import Message
 from docuchat_chat.sessions.repository import SessionRepository
-from tests.chat.conftest import ChatService
+from tests.chat.conftest import ChatService, HttpService, make_kb
 
 SESSIONS = "/api/v1/sessions"
 
 
 async def test_a_session_lives_through_rename_archive_restore_and_delete(
-    chat_app: ChatService,
+    chat: ChatService, ingest: HttpService
 ) -> None:
-    tenant, user, kb = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    me = chat_app.headers(tenant, user)
-    created = await chat_app.new_session(tenant, user, kb, title="  Contracts  ")
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    kb = await make_kb(ingest, tenant)
+    me = chat.headers(tenant, user)
+    created = await chat.new_session(tenant, user, kb, title="  Contracts  ")
     assert created["title"] == "Contracts"
     assert created["knowledge_base_id"] == str(kb)
     assert created["archived"] is False and created["last_message_at"] is None
     path = f"{SESSIONS}/{created['id']}"
 
-    renamed = await chat_app.client.patch(path, json={"title": "Leases"}, headers=me)
+    renamed = await chat.client.patch(path, json={"title": "Leases"}, headers=me)
     assert renamed.status_code == 200, renamed.text
     assert renamed.json()["title"] == "Leases"
 
-    archived = await chat_app.client.patch(path, json={"archived": True}, headers=me)
+    archived = await chat.client.patch(path, json={"archived": True}, headers=me)
     assert archived.json()["archived"] is True and archived.json()["archived_at"]
-    active = (await chat_app.client.get(SESSIONS, headers=me)).json()["items"]
+    active = (await chat.client.get(SESSIONS, headers=me)).json()["items"]
     assert active == []
-    in_archive = await chat_app.client.get(SESSIONS, params={"archived": "true"}, headers=me)
+    in_archive = await chat.client.get(SESSIONS, params={"archived": "true"}, headers=me)
     assert [s["id"] for s in in_archive.json()["items"]] == [created["id"]]
 
-    restored = await chat_app.client.patch(path, json={"archived": False}, headers=me)
+    restored = await chat.client.patch(path, json={"archived": False}, headers=me)
     assert restored.json()["archived"] is False and restored.json()["archived_at"] is None
-    assert (await chat_app.client.get(path, headers=me)).json()["title"] == "Leases"
+    assert (await chat.client.get(path, headers=me)).json()["title"] == "Leases"
 
-    deleted = await chat_app.client.delete(path, headers=me)
+    deleted = await chat.client.delete(path, headers=me)
     assert deleted.status_code == 204
-    gone = await chat_app.client.get(path, headers=me)
+    gone = await chat.client.get(path, headers=me)
     assert gone.status_code == 404 and gone.json()["code"] == "session_not_found"
 
 
-async def test_sessions_page_newest_first_with_a_cursor(chat_app: ChatService) -> None:
+async def test_sessions_page_newest_first_with_a_cursor(
+    chat: ChatService, ingest: HttpService
+) -> None:
     tenant, user = uuid.uuid4(), uuid.uuid4()
-    me = chat_app.headers(tenant, user)
-    made = [
-        (await chat_app.new_session(tenant, user, uuid.uuid4(), title=f"s{i}"))["id"]
-        for i in range(5)
-    ]
+    kb = await make_kb(ingest, tenant)
+    me = chat.headers(tenant, user)
+    made = [(await chat.new_session(tenant, user, kb, title=f"s{i}"))["id"] for i in range(5)]
     seen: list[str] = []
     cursor = None
     while True:
         params: dict[str, str | int] = {"limit": 2}
         if cursor:
             params["cursor"] = cursor
-        page = (await chat_app.client.get(SESSIONS, params=params, headers=me)).json()
+        page = (await chat.client.get(SESSIONS, params=params, headers=me)).json()
         seen += [s["id"] for s in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert seen == list(reversed(made))
 
-    bad = await chat_app.client.get(SESSIONS, params={"cursor": "nonsense"}, headers=me)
+    bad = await chat.client.get(SESSIONS, params={"cursor": "nonsense"}, headers=me)
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_cursor"
 
 
-async def test_another_tenants_or_users_session_is_not_found(chat_app: ChatService) -> None:
+async def test_another_tenants_or_users_session_is_not_found(
+    chat: ChatService, ingest: HttpService
+) -> None:
     tenant, owner = uuid.uuid4(), uuid.uuid4()
-    session = await chat_app.new_session(tenant, owner, uuid.uuid4(), title="Mine")
+    kb = await make_kb(ingest, tenant)
+    session = await chat.new_session(tenant, owner, kb, title="Mine")
     path = f"{SESSIONS}/{session['id']}"
-    colleague = chat_app.headers(tenant, uuid.uuid4())
-    stranger = chat_app.headers(uuid.uuid4(), owner)  # same user id, other tenant
+    colleague = chat.headers(tenant, uuid.uuid4())
+    stranger = chat.headers(uuid.uuid4(), owner)  # same user id, other tenant
     for headers in (colleague, stranger):
         for method, url, body in (
             ("GET", path, None),
@@ -84,29 +89,53 @@ async def test_another_tenants_or_users_session_is_not_found(chat_app: ChatServi
             ("GET", f"{path}/export", None),
             ("POST", f"{path}/messages", {"content": "hello?"}),
         ):
-            answer = await chat_app.client.request(method, url, json=body, headers=headers)
+            answer = await chat.client.request(method, url, json=body, headers=headers)
             assert answer.status_code == 404, (method, url, answer.text)
-        listed = await chat_app.client.get(SESSIONS, headers=headers)
+        listed = await chat.client.get(SESSIONS, headers=headers)
         assert listed.json()["items"] == []
-    still = await chat_app.client.get(path, headers=chat_app.headers(tenant, owner))
+    still = await chat.client.get(path, headers=chat.headers(tenant, owner))
     assert still.json()["title"] == "Mine"
 
 
-async def test_creating_needs_a_knowledge_base_and_credentials(chat_app: ChatService) -> None:
+async def test_creating_needs_a_visible_knowledge_base_and_credentials(
+    chat: ChatService, ingest: HttpService
+) -> None:
     tenant, user = uuid.uuid4(), uuid.uuid4()
-    missing = await chat_app.client.post(
-        SESSIONS, json={"title": "x"}, headers=chat_app.headers(tenant, user)
-    )
+    me = chat.headers(tenant, user)
+    missing = await chat.client.post(SESSIONS, json={"title": "x"}, headers=me)
     assert missing.status_code == 422
-    anonymous = await chat_app.client.get(SESSIONS)
+    # a knowledge base that does not exist, or another tenant's, is refused at once
+    others = await make_kb(ingest, uuid.uuid4())
+    for kb in (uuid.uuid4(), others):
+        refused = await chat.client.post(SESSIONS, json={"knowledge_base_id": str(kb)}, headers=me)
+        assert refused.status_code == 404, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] == "knowledge_base_not_found"
+    assert (await chat.client.get(SESSIONS, headers=me)).json()["items"] == []
+    anonymous = await chat.client.get(SESSIONS)
     assert anonymous.status_code == 401
 
 
-async def test_messages_page_oldest_first_even_when_stored_together(chat_app: ChatService) -> None:
+async def test_creating_while_knowledge_bases_are_unreachable_is_a_503_and_stores_nothing(
+    chat_app: ChatService,
+) -> None:
     tenant, user = uuid.uuid4(), uuid.uuid4()
-    session = await chat_app.new_session(tenant, user, uuid.uuid4(), title="t")
+    me = chat_app.headers(tenant, user)
+    refused = await chat_app.client.post(
+        SESSIONS, json={"knowledge_base_id": str(uuid.uuid4())}, headers=me
+    )
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "retrieval_unavailable"
+    assert (await chat_app.client.get(SESSIONS, headers=me)).json()["items"] == []
+
+
+async def test_messages_page_oldest_first_even_when_stored_together(
+    chat: ChatService, ingest: HttpService
+) -> None:
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    session = await chat.new_session(tenant, user, await make_kb(ingest, tenant), title="t")
     at = datetime.now(UTC)
-    async with chat_app.runtime.database.transaction() as db:  # one timestamp for all of them
+    async with chat.runtime.database.transaction() as db:  # one timestamp for all of them
         repository = SessionRepository(db)
         for i in range(7):
             await repository.add_message(
@@ -128,10 +157,10 @@ async def test_messages_page_oldest_first_even_when_stored_together(chat_app: Ch
         params: dict[str, str | int] = {"limit": 3}
         if cursor:
             params["cursor"] = cursor
-        page = await chat_app.client.get(
+        page = await chat.client.get(
             f"{SESSIONS}/{session['id']}/messages",
             params=params,
-            headers=chat_app.headers(tenant, user),
+            headers=chat.headers(tenant, user),
         )
         assert page.status_code == 200, page.text
         seen += [m["content"] for m in page.json()["items"]]

@@ -128,7 +128,9 @@ async def test_odd_queries_get_clear_answers(ingest_all: IngestService) -> None:
     assert bad_mode.status_code == 422
 
 
-async def test_api_keys_for_reading_or_chatting_may_search(ingest_all: IngestService) -> None:
+async def test_api_keys_for_reading_or_chatting_may_search_and_see_the_knowledge_base(
+    ingest_all: IngestService,
+) -> None:
     tenant = uuid.uuid4()
     kb_id = await make_kb(ingest_all, tenant)
 
@@ -151,3 +153,12 @@ async def test_api_keys_for_reading_or_chatting_may_search(ingest_all: IngestSer
         assert answer.status_code == status, (scopes, answer.text)
     answer = await ingest_all.client.post(url, json={"query": "anything"})
     assert answer.status_code == 401
+    # chat checks a new session's knowledge base as its caller: one knowledge base is
+    # readable with a chat key too (listing them all still needs "read")
+    one = f"/api/v1/knowledge-bases/{kb_id}"
+    for scopes, status in ((("chat",), 200), (("read",), 200), (("write",), 403)):
+        answer = await ingest_all.client.get(one, headers=api_key(*scopes))
+        assert answer.status_code == status, (scopes, answer.text)
+    listed = await ingest_all.client.get("/api/v1/knowledge-bases", headers=api_key("chat"))
+    assert listed.status_code == 403
+    assert listed.json()["code"] == "insufficient_scope"

@@ -199,15 +199,18 @@ CurrentIdentity = Annotated[Identity, Depends(current_identity)]
 
 
 def require(
-    role: Role | None = None, scope: str | None = None
+    role: Role | None = None, scope: str | tuple[str, ...] | None = None
 ) -> Callable[[Identity, Request], Awaitable[Identity]]:
-    """A guard: the caller has at least ``role``, and an API key caller has ``scope``."""
+    """A guard: the caller has at least ``role``, and an API key caller has ``scope`` (or one
+    of the scopes, given several)."""
+    scopes = (scope,) if isinstance(scope, str) else scope
 
     async def guard(identity: CurrentIdentity, request: Request) -> Identity:
         if role is not None and not identity.at_least(role):
             raise Forbidden(f"requires the {role} role", code="insufficient_role")
-        if scope is not None and identity.via == "api_key" and not identity.has_scope(scope):
-            raise Forbidden(f"API key lacks the {scope!r} scope", code="insufficient_scope")
+        if scopes and identity.via == "api_key" and not any(identity.has_scope(s) for s in scopes):
+            wanted = " or ".join(repr(s) for s in scopes)
+            raise Forbidden(f"API key lacks the {wanted} scope", code="insufficient_scope")
         count_request(request, identity)
         return identity
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
+from starlette.requests import HTTPConnection
 
 from docuchat_common.errors import (
     BadGateway,
@@ -22,6 +23,7 @@ from docuchat_common.errors import (
     Unprocessable,
     retry_after_seconds,
 )
+from docuchat_common.identity import IDENTITY_HEADER
 from docuchat_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -117,6 +119,41 @@ class RetrievalClient:
             raise BadGateway(
                 "document search answered unexpectedly", code="retrieval_failed"
             ) from exc
+
+    async def knowledge_base(
+        self, knowledge_base_id: uuid.UUID, *, identity_headers: Mapping[str, str]
+    ) -> KnowledgeBaseInfo:
+        """The knowledge base as the caller sees it: another tenant's, or a missing one, is a
+        404 ``knowledge_base_not_found``."""
+        try:
+            response = await self.client.get(
+                f"/api/v1/knowledge-bases/{knowledge_base_id}", headers=dict(identity_headers)
+            )
+        except httpx.HTTPError as exc:
+            log.warning("knowledge bases unreachable", error=type(exc).__name__)
+            raise ServiceUnavailable(
+                "knowledge bases are unavailable", code="retrieval_unavailable"
+            ) from exc
+        if response.status_code == 404:
+            raise NotFound("knowledge base not found", code="knowledge_base_not_found")
+        if response.status_code >= 400:
+            log.warning("knowledge base lookup failed", status=response.status_code)
+            raise BadGateway("knowledge base lookup failed", code="retrieval_failed")
+        try:
+            return KnowledgeBaseInfo.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise BadGateway(
+                "knowledge base lookup answered unexpectedly", code="retrieval_failed"
+            ) from exc
+
+
+def identity_headers(connection: HTTPConnection) -> dict[str, str]:
+    """The caller's identity as it came, for ingest to scope what it answers by."""
+    internal = connection.headers.get(IDENTITY_HEADER)
+    if internal:
+        return {IDENTITY_HEADER: internal}
+    authorization = connection.headers.get("authorization")
+    return {"Authorization": authorization} if authorization else {}
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

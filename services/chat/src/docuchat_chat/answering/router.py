@@ -18,6 +18,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
+from docuchat_chat.answering.retrieval import identity_headers
 from docuchat_chat.answering.schemas import QuestionIn
 from docuchat_chat.answering.service import AnswerService, AnswerStream, Deps
 from docuchat_chat.sessions.schemas import MessageOut
@@ -42,15 +43,6 @@ Chatter = Annotated[Identity, Depends(require(scope="chat"))]
 def answer_service(connection: HTTPConnection) -> AnswerService:
     deps: Deps = runtime_of(connection).state["answering"]  # type: ignore[arg-type]
     return AnswerService(deps)
-
-
-def identity_headers(connection: HTTPConnection) -> dict[str, str]:
-    """The caller's identity as it came, for ingest to scope the search by."""
-    internal = connection.headers.get(IDENTITY_HEADER)
-    if internal:
-        return {IDENTITY_HEADER: internal}
-    authorization = connection.headers.get("authorization")
-    return {"Authorization": authorization} if authorization else {}
 
 
 def _sse(event: str, data: Any) -> dict[str, str]:

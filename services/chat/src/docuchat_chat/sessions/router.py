@@ -3,8 +3,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
+from docuchat_chat.answering.retrieval import RetrievalClient, identity_headers
 from docuchat_chat.sessions.repository import SessionRepository
 from docuchat_chat.sessions.schemas import (
     MessageList,
@@ -16,7 +17,7 @@ from docuchat_chat.sessions.schemas import (
 from docuchat_chat.sessions.service import SessionService
 from docuchat_common.identity import Identity, require
 from docuchat_common.pagination import Limit
-from docuchat_common.service import DbSession
+from docuchat_common.service import DbSession, runtime_of
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 
@@ -24,8 +25,15 @@ router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 Chatter = Annotated[Identity, Depends(require(scope="chat"))]
 
 
-def sessions(session: DbSession) -> SessionService:
-    return SessionService(SessionRepository(session))
+def sessions(request: Request, session: DbSession) -> SessionService:
+    retrieval: RetrievalClient = runtime_of(request).state["answering"].retrieval
+    headers = identity_headers(request)
+
+    async def knowledge_base_check(knowledge_base_id: uuid.UUID) -> None:
+        # As the caller: ingest answers 404 for another tenant's knowledge base.
+        await retrieval.knowledge_base(knowledge_base_id, identity_headers=headers)
+
+    return SessionService(SessionRepository(session), knowledge_base_check)
 
 
 Sessions = Annotated[SessionService, Depends(sessions)]

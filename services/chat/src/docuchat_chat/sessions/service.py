@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from docuchat_chat.models import ChatSession, Message
@@ -79,9 +80,16 @@ def decode_seq_cursor(cursor: str) -> int:
         raise Unprocessable("cursor is not one this API returned", code="invalid_cursor") from exc
 
 
+# Raises NotFound when the caller cannot see the knowledge base (ingest owns them).
+KnowledgeBaseCheck = Callable[[uuid.UUID], Awaitable[object]]
+
+
 class SessionService:
-    def __init__(self, sessions: SessionRepository) -> None:
+    def __init__(
+        self, sessions: SessionRepository, knowledge_base_check: KnowledgeBaseCheck | None = None
+    ) -> None:
         self.sessions = sessions
+        self.knowledge_base_check = knowledge_base_check
 
     async def owned(self, identity: Identity, session_id: uuid.UUID) -> ChatSession:
         chat = await self.sessions.get(identity.tenant_id, identity.user_id, session_id)
@@ -90,6 +98,10 @@ class SessionService:
         return chat
 
     async def create(self, identity: Identity, body: SessionIn) -> SessionOut:
+        """A session on a knowledge base the caller can see: a missing one, or another
+        tenant's, is a 404 now rather than at the first question."""
+        if self.knowledge_base_check is not None:
+            await self.knowledge_base_check(body.knowledge_base_id)
         title = body.title.strip() if body.title else None
         chat = ChatSession(
             id=uuid.uuid4(),

@@ -21,6 +21,9 @@ from docuchat_ingest.knowledge_bases.service import KnowledgeBaseService
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
 
 Reader = Annotated[Identity, Depends(require(scope="read"))]
+# One knowledge base may also be read with a chat-only key: chat checks, as its caller, that
+# a new session's knowledge base exists (its search shows the same name and prompt anyway).
+ReaderOrChatter = Annotated[Identity, Depends(require(scope=("read", "chat")))]
 Writer = Annotated[Identity, Depends(require(scope="write"))]
 # Deleting a knowledge base deletes everyone's documents in it.
 Admin = Annotated[Identity, Depends(require(role="admin", scope="write"))]
@@ -53,7 +56,7 @@ async def create_knowledge_base(
 
 @router.get("/{kb_id}", response_model=KnowledgeBaseOut)
 async def get_knowledge_base(
-    kb_id: uuid.UUID, identity: Reader, request: Request, session: DbSession
+    kb_id: uuid.UUID, identity: ReaderOrChatter, request: Request, session: DbSession
 ) -> KnowledgeBaseOut:
     return await kb_service(request, session).get(identity, kb_id)
 

@@ -5,8 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from docuchat_common.errors import Forbidden
-from docuchat_common.identity import CurrentIdentity, Identity, count_request
+from docuchat_common.identity import Identity, require
 from docuchat_common.service import runtime_of
 from docuchat_ingest.knowledge_bases.repository import KnowledgeBaseRepository
 from docuchat_ingest.search.schemas import SearchIn, SearchMode, SearchOut
@@ -15,18 +14,10 @@ from docuchat_ingest.search.service import SearchService, Timings
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["search"])
 
 
-async def _searcher(identity: CurrentIdentity, request: Request) -> Identity:
-    """Reading the documents, or chatting about them: chat retrieves with its caller's
-    identity, so an API key made for chat only may search too. A search is work: it counts
-    against the plan's request rate here, a question's search included (chat counts the
-    question itself in its own count)."""
-    if identity.via == "api_key" and not (identity.has_scope("read") or identity.has_scope("chat")):
-        raise Forbidden("API key lacks the 'read' or 'chat' scope", code="insufficient_scope")
-    count_request(request, identity)
-    return identity
-
-
-Searcher = Annotated[Identity, Depends(_searcher)]
+# Reading the documents, or chatting about them: chat retrieves with its caller's identity, so
+# an API key made for chat only may search too. A search is work: it counts against the plan's
+# request rate here, a question's search included (chat counts the question itself).
+Searcher = Annotated[Identity, Depends(require(scope=("read", "chat")))]
 
 
 @router.post("/{kb_id}/search", response_model=SearchOut)
