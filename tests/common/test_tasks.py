@@ -10,19 +10,16 @@ from docuchat_common.tasks import stop_task, wait_event
 async def test_a_loop_woken_as_it_is_cancelled_still_stops() -> None:
     # The outbox relay's shape: wait for a wake-up or the poll interval, go round again. With
     # 3.11's wait_for, a wake-up landing with the cancel swallowed it and the loop ran forever.
-    wakeup = asyncio.Event()
-    rounds = 0
+    wakeup, waiting = asyncio.Event(), asyncio.Event()
 
     async def relay() -> None:
-        nonlocal rounds
         while True:
-            rounds += 1
+            waiting.set()
             await wait_event(wakeup, 30)
             wakeup.clear()
 
     task = asyncio.create_task(relay())
-    while rounds == 0:
-        await asyncio.sleep(0)
+    await waiting.wait()
     wakeup.set()
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=5)
@@ -37,17 +34,18 @@ async def test_wait_event_says_whether_the_event_came() -> None:
 
 
 async def test_stop_task_cancels_again_a_task_that_survived_the_first_cancel() -> None:
-    survived = asyncio.Event()
+    started, survived, never = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def stubborn() -> None:
+        started.set()
         try:
-            await asyncio.sleep(30)
+            await never.wait()
         except asyncio.CancelledError:
             survived.set()  # swallowed: what a lost cancellation looks like
-        await asyncio.sleep(30)
+        await never.wait()
 
     task = asyncio.create_task(stubborn())
-    await asyncio.sleep(0)
+    await started.wait()
     await asyncio.wait_for(stop_task(task, grace=0.05), 5)
     assert survived.is_set() and task.cancelled()
 

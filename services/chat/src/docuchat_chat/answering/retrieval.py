@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -82,19 +82,13 @@ class RetrievalClient:
         body: dict[str, object] = {"query": query}
         if top_k is not None:
             body["top_k"] = top_k
-        try:
-            response = await self.client.post(
-                f"/api/v1/knowledge-bases/{knowledge_base_id}/search",
-                json=body,
-                headers=dict(identity_headers),
-            )
-        except httpx.HTTPError as exc:
-            log.warning("retrieval unreachable", error=type(exc).__name__)
-            raise ServiceUnavailable(
-                "document search is unavailable", code="retrieval_unavailable"
-            ) from exc
-        if response.status_code == 404:
-            raise NotFound("knowledge base not found", code="knowledge_base_not_found")
+        response = await self._call(
+            "POST",
+            f"/api/v1/knowledge-bases/{knowledge_base_id}/search",
+            "document search",
+            json=body,
+            headers=dict(identity_headers),
+        )
         if response.status_code == 422:  # the question itself (ingest says why, with a code)
             problem = _problem(response)
             raise Unprocessable(
@@ -110,41 +104,50 @@ class RetrievalClient:
                 str(problem.get("detail") or "too many requests"),
                 retry_after=retry_after_seconds(response.headers) or 1.0,
             )
-        if response.status_code >= 400:
-            log.warning("retrieval failed", status=response.status_code, body=response.text[:300])
-            raise BadGateway("document search failed", code="retrieval_failed")
-        try:
-            return SearchResult.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise BadGateway(
-                "document search answered unexpectedly", code="retrieval_failed"
-            ) from exc
+        return _answer(response, SearchResult, "document search")
 
     async def knowledge_base(
         self, knowledge_base_id: uuid.UUID, *, identity_headers: Mapping[str, str]
     ) -> KnowledgeBaseInfo:
         """The knowledge base as the caller sees it: another tenant's, or a missing one, is a
         404 ``knowledge_base_not_found``."""
+        response = await self._call(
+            "GET",
+            f"/api/v1/knowledge-bases/{knowledge_base_id}",
+            "knowledge base lookup",
+            headers=dict(identity_headers),
+        )
+        return _answer(response, KnowledgeBaseInfo, "knowledge base lookup")
+
+    async def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        """One request to ingest: unreachable is a 503, a knowledge base the caller cannot see
+        a 404; any other answer is the caller's to read."""
         try:
-            response = await self.client.get(
-                f"/api/v1/knowledge-bases/{knowledge_base_id}", headers=dict(identity_headers)
-            )
+            response = await self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            log.warning("knowledge bases unreachable", error=type(exc).__name__)
+            log.warning("retrieval unreachable", call=what, error=type(exc).__name__)
             raise ServiceUnavailable(
-                "knowledge bases are unavailable", code="retrieval_unavailable"
+                f"{what} is unavailable", code="retrieval_unavailable"
             ) from exc
         if response.status_code == 404:
             raise NotFound("knowledge base not found", code="knowledge_base_not_found")
-        if response.status_code >= 400:
-            log.warning("knowledge base lookup failed", status=response.status_code)
-            raise BadGateway("knowledge base lookup failed", code="retrieval_failed")
-        try:
-            return KnowledgeBaseInfo.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise BadGateway(
-                "knowledge base lookup answered unexpectedly", code="retrieval_failed"
-            ) from exc
+        return response
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _answer(response: httpx.Response, model: type[Model], what: str) -> Model:
+    """A successful answer read as ``model``; any other is a 502."""
+    if response.status_code >= 400:
+        log.warning(
+            "retrieval failed", call=what, status=response.status_code, body=response.text[:300]
+        )
+        raise BadGateway(f"{what} failed", code="retrieval_failed")
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise BadGateway(f"{what} answered unexpectedly", code="retrieval_failed") from exc
 
 
 def identity_headers(connection: HTTPConnection) -> dict[str, str]:
