@@ -11,7 +11,6 @@ docuchat.quota → the guard applies it and ``check()`` raises 429. Goal: p99 <=
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import time
 import uuid
@@ -19,6 +18,7 @@ import uuid
 from aiokafka import AIOKafkaProducer
 
 from bench.infra import usage_infra
+from docuchat.cli import run_event_loop
 from docuchat_common.errors import QuotaExceeded
 from docuchat_common.events.catalog import (
     TenantCreated,
@@ -103,7 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=60)
     args = parser.parse_args()
-    asyncio.run(run(args.trials))
+    run_event_loop(run(args.trials))  # the loop the services run on in production
 
 
 if __name__ == "__main__":
