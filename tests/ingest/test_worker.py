@@ -22,6 +22,7 @@ from docuchat_ingest.app import build_runtime
 from docuchat_ingest.blobs import blob_key
 from docuchat_ingest.models import Document, KnowledgeBase
 from docuchat_ingest.settings import IngestSettings
+from tests.fakes.openai_server import FakeOpenAI
 from tests.helpers import eventually
 from tests.in_process import InProcessService, serve
 
@@ -198,3 +199,39 @@ async def test_deleting_a_knowledge_base_removes_its_documents_points_and_files(
         return not blob.exists()
 
     assert await eventually(file_gone, what="the original file to be removed")
+
+
+async def test_a_configured_embeddings_endpoint_replaces_the_local_model(
+    settings_for: Any, infra: Any, tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    settings = settings_for(
+        IngestSettings,
+        "ingest",
+        blob_dir=tmp_path / "blobs",
+        vector_dir=tmp_path / "vectors",
+        embedding_base_url=fake_openai.base_url,
+        embedding_api_key="sk-embeddings",
+        embedding_model="text-embedding-3-small",
+        embedding_dimensions=256,
+    )
+    async with serve(
+        build_runtime(settings, role="all"), infra.bootstrap_servers, tmp_path / "keys"
+    ) as service:
+        tenant = uuid.uuid4()
+        document = await upload(
+            service,
+            tenant,
+            CORPUS / "docs" / "md" / "payloadsallthethings-XXE-README.md",
+            "text/markdown",
+        )
+        done = await settled(service, document.id)
+        assert done.status == "indexed", done.error
+        calls = fake_openai.embedding_requests
+        assert calls and {c.api_key for c in calls} == {"sk-embeddings"}
+        assert {c.body["dimensions"] for c in calls} == {256}
+        # billed as the endpoint counted: the fake counts one token per word
+        assert done.embedding_tokens == sum(
+            len(text.split()) for c in calls for text in c.body["input"]
+        )
+        store = service.runtime.state["vector_store"]
+        assert await store.count(tenant, document.knowledge_base_id) == done.chunks

@@ -89,3 +89,19 @@ async def test_a_failing_run_fails_its_callers_and_the_next_run_works(
     assert all(isinstance(o, RuntimeError) for o in outcomes)
     recovered = await coalescing.embed(["third"])
     assert len(recovered) == 1
+
+
+async def test_shares_of_a_call_without_per_text_counts_add_up_to_its_tokens(
+    model: MiniLMEmbedder,
+) -> None:
+    class RemoteLike(CountingEmbedder):
+        """Bills a whole call, as an embeddings endpoint's usage does."""
+
+        async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+            result = await super().embed(texts)
+            return EmbeddingResult(result.vectors, 10)
+
+    coalescing = CoalescingEmbedder(RemoteLike(model))
+    results = await asyncio.gather(*(coalescing.embed([t]) for t in ("a", "b", "c")))
+    assert sum(r.tokens for r in results) == 10
+    assert sorted(r.tokens for r in results) == [3, 3, 4]

@@ -26,6 +26,7 @@ from docuchat_common.quota import QuotaGuard
 from docuchat_common.service import ServiceRuntime
 from docuchat_ingest.blobs import LocalBlobStore
 from docuchat_ingest.documents.router import router as documents_router
+from docuchat_ingest.embedding import Embedder
 from docuchat_ingest.embedding.coalescing import CoalescingEmbedder
 from docuchat_ingest.embedding.sparse import SparseEncoder
 from docuchat_ingest.knowledge_bases import consumers as kb_consumers
@@ -80,26 +81,45 @@ def build_runtime(settings: IngestSettings | None = None, *, role: str = "all") 
     return runtime
 
 
-def _vector_store(settings: IngestSettings) -> VectorStore:
+def _vector_store(settings: IngestSettings, dimension: int) -> VectorStore:
     if settings.qdrant_url:
         from docuchat_ingest.vectorstore.qdrant_client_store import QdrantClientStore
 
-        return QdrantClientStore.connect(url=settings.qdrant_url)
+        return QdrantClientStore.connect(url=settings.qdrant_url, dimension=dimension)
     from docuchat_ingest.vectorstore.edge_store import QdrantEdgeStore
 
-    return QdrantEdgeStore(settings.vector_dir)
+    return QdrantEdgeStore(settings.vector_dir, dimension=dimension)
+
+
+def build_embedder(settings: IngestSettings) -> Embedder:
+    """The local model by default; an OpenAI-compatible endpoint when one is configured."""
+    if settings.embedding_base_url:
+        from docuchat_ingest.embedding.openai_compat import OpenAIEmbedder
+
+        key = settings.embedding_api_key
+        return CoalescingEmbedder(
+            # Documents indexed side by side share requests (fewer, fuller calls).
+            OpenAIEmbedder(
+                model=settings.embedding_model,
+                base_url=settings.embedding_base_url,
+                api_key=key.get_secret_value() if key else None,
+                dimensions=settings.embedding_dimensions,
+            )
+        )
+    from docuchat_ingest.embedding.minilm import MiniLMEmbedder
+
+    # Batches the concurrent calls of documents indexed side by side itself.
+    return MiniLMEmbedder(parallel_runs=settings.embedding_parallel_runs)
 
 
 def _open_store(runtime: ServiceRuntime, settings: IngestSettings) -> None:
     """The vector store, the embedding model and the BM25 encoder this process owns (for
     indexing and for search), open before anything is served or consumed."""
-    store = _vector_store(settings)
 
     async def start(_: ServiceRuntime) -> None:
-        from docuchat_ingest.embedding.minilm import MiniLMEmbedder
-
+        embedder = build_embedder(settings)
+        store = _vector_store(settings, embedder.dimension)
         await store.ensure_collection()
-        embedder = MiniLMEmbedder()
         sparse = SparseEncoder()
         runtime.state["vector_store"] = store
         runtime.state["embedder"] = embedder
@@ -110,7 +130,13 @@ def _open_store(runtime: ServiceRuntime, settings: IngestSettings) -> None:
         )
 
     async def stop(_: ServiceRuntime) -> None:
-        await store.close()
+        store: VectorStore | None = runtime.state.get("vector_store")
+        if store is not None:
+            await store.close()
+        embedder = runtime.state.get("embedder")
+        close = getattr(embedder, "aclose", None)
+        if close is not None:
+            await close()
 
     runtime.on_start(start)
     runtime.on_stop(stop)
@@ -131,8 +157,7 @@ def _run_pipeline(runtime: ServiceRuntime, settings: IngestSettings) -> None:
             outbox=runtime.outbox,
             blobs=runtime.state["blobs"],
             indexer=DocumentIndexer(
-                # Documents indexed side by side share model runs (search stays direct).
-                CoalescingEmbedder(runtime.state["embedder"]),
+                runtime.state["embedder"],
                 store,
                 max_pages=settings.max_pages,
                 sandbox=sandbox,

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from docuchat_common.settings import ServiceSettings
@@ -30,5 +31,16 @@ class IngestSettings(ServiceSettings):
     # Per-document parsing budget (a separate process): beyond it the document fails.
     parse_timeout_seconds: float = 120.0
     parse_max_memory_bytes: int = 2 * 1024 * 1024 * 1024
+    # Set to embed through an OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, TEI, ...)
+    # instead of the local model. A model of another size needs a new vector store (the
+    # collection's vectors have one size).
+    embedding_base_url: str | None = None
+    embedding_api_key: SecretStr | None = None
+    embedding_model: str = "text-embedding-3-small"
+    # Sent as ``dimensions`` (models that can shorten their vectors honour it).
+    embedding_dimensions: int | None = None
+    # Concurrent runs of the embedding model, one thread each; unset: one per CPU the process may
+    # use. Set it to the pod's CPU limit where that is below the node's CPUs.
+    embedding_parallel_runs: int | None = None
     # Search: query embeddings kept (LRU, by query text) so a repeated question skips the model.
     search_cache_size: int = 4096

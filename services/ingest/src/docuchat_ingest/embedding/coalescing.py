@@ -1,11 +1,11 @@
-"""Dynamic batching: concurrent ``embed`` calls share model runs.
+"""Dynamic batching: concurrent ``embed`` calls share calls of the wrapped embedder.
 
 A worker indexes several documents at once; each asks for its chunks a slice at a time, and a
-small document has only a handful of chunks. Run separately, those are small, badly padded
-batches (measured: ~45% slower than the same texts in batches of 64). This wrapper queues the
-calls: while the model runs one batch, the calls that arrive wait, and the next run takes them
-together (up to ``max_texts``), so batching costs no added latency: nothing waits on a timer.
-Each caller gets back its own vectors and its own share of the tokens.
+small document has only a handful of chunks. Sent separately to a remote embeddings endpoint,
+those are many small requests. This wrapper queues the calls: while one call is out, the calls
+that arrive wait, and the next call takes them together (up to ``max_texts``), so batching adds
+no latency: nothing waits on a timer. Each caller gets back its own vectors and its own share
+of the tokens. (The local model batches its callers itself, per model run.)
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ class CoalescingEmbedder:
         self.max_texts = max_texts
         self._pending: deque[_Request] = deque()
         self._runner: asyncio.Task[None] | None = None
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         if not texts:
@@ -77,9 +82,11 @@ class CoalescingEmbedder:
             if counts is not None:
                 share: tuple[int, ...] | None = counts[start:end]
                 tokens = sum(share or ())
-            else:  # no per-text counts: bill by share of the texts
+            else:  # no per-text counts: bill by share of the texts, losing no token to rounding
                 share = None
-                tokens = round(result.tokens * len(request.texts) / total_texts)
+                tokens = round(result.tokens * end / total_texts) - round(
+                    result.tokens * start / total_texts
+                )
             vectors = np.ascontiguousarray(result.vectors[start:end])
             if not request.future.done():
                 request.future.set_result(EmbeddingResult(vectors, tokens, share))

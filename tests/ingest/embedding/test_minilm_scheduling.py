@@ -1,0 +1,131 @@
+"""The MiniLM embedder's run scheduling: concurrent callers share model runs and still get
+exactly their own vectors and tokens; a query goes ahead of queued document chunks; a cancelled
+caller's texts are never run; a failed run fails only its callers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from docuchat_ingest.embedding.base import Vectors
+from docuchat_ingest.embedding.minilm import MiniLMEmbedder
+
+DOCUMENTS = [
+    ["The mitochondria is the powerhouse of the cell.", "ATP synthase turns a rotor."],
+    ["Tax form 1040-NR is for nonresident aliens."],
+    ["A short one."],
+    [f"Sentence number {i} about rivers, bridges and tolls." for i in range(7)],
+    ["Kafka partitions keep per-key order.", "Consumers commit offsets."],
+]
+QUERY = "which river has the most bridges?"
+
+
+class RecordingEmbedder(MiniLMEmbedder):
+    """The real model, recording the token ids of every run; a run can be held at a gate."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.runs: list[list[list[int]]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Event()
+        self.failing_run: int | None = None
+
+    def _run_batch(self, batch: list[list[int]]) -> Vectors:
+        self.runs.append(batch)
+        self.started.set()
+        self.gate.wait(timeout=30)
+        if len(self.runs) - 1 == self.failing_run:
+            raise RuntimeError("model run failed")
+        return super()._run_batch(batch)
+
+
+@pytest.fixture(scope="module")
+def solo() -> MiniLMEmbedder:
+    return MiniLMEmbedder(batch_size=8)
+
+
+async def test_concurrent_callers_share_runs_and_get_their_own_results(
+    solo: MiniLMEmbedder,
+) -> None:
+    model = RecordingEmbedder(batch_size=8, parallel_runs=1)
+    model.gate.clear()  # the first caller's run holds the slot while the others queue
+    first = asyncio.ensure_future(model.embed(DOCUMENTS[0]))
+    await asyncio.to_thread(model.started.wait, 10)
+    rest = [asyncio.ensure_future(model.embed(texts)) for texts in DOCUMENTS[1:]]
+    await asyncio.sleep(0)
+    model.gate.set()
+    results = [await first, *await asyncio.gather(*rest)]
+
+    queued = sum(map(len, DOCUMENTS[1:]))  # 11 texts: one full batch and a part one
+    assert [len(run) for run in model.runs] == [2, 8, queued - 8]
+    for texts, result in zip(DOCUMENTS, results, strict=True):
+        alone = await solo.embed(texts)
+        assert result.vectors.shape == (len(texts), solo.dimension)
+        np.testing.assert_allclose(result.vectors, alone.vectors, atol=2e-3)
+        assert result.token_counts == alone.token_counts
+        assert result.tokens == alone.tokens
+
+
+async def test_a_query_goes_ahead_of_queued_document_chunks() -> None:
+    model = RecordingEmbedder(batch_size=4, parallel_runs=1)
+    model.gate.clear()
+    document = [f"Chunk {i} of a long report on bridge tolls and river traffic." for i in range(12)]
+    indexing = asyncio.ensure_future(model.embed(document))
+    await asyncio.to_thread(model.started.wait, 10)
+    query = asyncio.ensure_future(model.embed([QUERY]))
+    await asyncio.sleep(0)
+    model.gate.set()
+    await asyncio.gather(indexing, query)
+
+    query_ids = model.tokenize([QUERY])[0]
+    assert len(model.runs) == 4
+    # the document's first run was already going; the query is in the very next one
+    assert query_ids not in model.runs[0]
+    assert query_ids in model.runs[1]
+
+
+async def test_a_cancelled_caller_loses_its_place() -> None:
+    model = RecordingEmbedder(batch_size=4, parallel_runs=1)
+    model.gate.clear()
+    first = asyncio.ensure_future(model.embed(["holding the only run slot"]))
+    await asyncio.to_thread(model.started.wait, 10)
+    gone = asyncio.ensure_future(model.embed([f"never embedded {i}" for i in range(9)]))
+    await asyncio.sleep(0)
+    gone.cancel()
+    kept = asyncio.ensure_future(model.embed(["still wanted"]))
+    await asyncio.sleep(0)
+    model.gate.set()
+    await first
+    assert len(await kept) == 1
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    run_texts = [ids for run in model.runs for ids in run]
+    assert len(run_texts) == 2
+
+
+async def test_a_failing_run_fails_its_callers_and_the_next_run_works() -> None:
+    model = RecordingEmbedder(batch_size=8, parallel_runs=1)
+    model.failing_run = 1
+    model.gate.clear()
+    first = asyncio.ensure_future(model.embed(["first"]))
+    await asyncio.to_thread(model.started.wait, 10)
+    sharing = [asyncio.ensure_future(model.embed([text])) for text in ("second", "third")]
+    await asyncio.sleep(0)
+    model.gate.set()
+    assert len(await first) == 1
+    outcomes = await asyncio.gather(*sharing, return_exceptions=True)
+    assert [type(o) for o in outcomes] == [RuntimeError, RuntimeError]
+    recovered = await model.embed(["fourth"])
+    assert len(recovered) == 1
+
+
+async def test_parallel_runs_default_to_the_cpus_the_process_may_use() -> None:
+    import os
+
+    assert MiniLMEmbedder(batch_size=8).parallel_runs == len(os.sched_getaffinity(0))
+    with pytest.raises(ValueError, match="parallel_runs"):
+        MiniLMEmbedder(parallel_runs=0)
