@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +29,11 @@ from docuchat_common.events.bus import (
 )
 from docuchat_common.events.consumer import EventConsumers
 from docuchat_common.events.envelope import Event
+from docuchat_common.events.housekeeping import (
+    EventTableJanitor,
+    processed_claims,
+    published_outbox,
+)
 from docuchat_common.events.outbox import Outbox, OutboxRelay
 from docuchat_common.events.topics import all_topics_with_dlq
 from docuchat_common.health import HealthChecks
@@ -106,6 +112,14 @@ class ServiceRuntime:
             if settings.kafka_ephemeral_broker
             else None
         )
+        self.janitor = EventTableJanitor(
+            self.database,
+            [
+                published_outbox(timedelta(hours=settings.outbox_retention_hours)),
+                processed_claims(timedelta(hours=settings.claim_retention_hours)),
+            ],
+            interval=settings.housekeeping_interval_seconds,
+        )
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
         self.state: dict[str, Any] = {}
@@ -171,6 +185,7 @@ class ServiceRuntime:
         if self.run_relay:
             await self.relay.start()
         self.lag_monitor.start()
+        self.janitor.start()
         if self.epoch_watchdog is not None:
             if self.run_relay:
                 self.epoch_watchdog.on_new_epoch(self.relay.replay)
@@ -190,6 +205,8 @@ class ServiceRuntime:
         # hooks release what handlers use (models, stores, the parser process).
         async with _step("lag monitor"):
             await self.lag_monitor.stop()
+        async with _step("event table housekeeping"):
+            await self.janitor.stop()
         if self.epoch_watchdog is not None:
             async with _step("epoch watchdog"):
                 await self.epoch_watchdog.stop()

@@ -68,6 +68,13 @@ class ServiceSettings(BaseSettings):
     # Off on API replicas when a separate ``--target relay`` deployment publishes the outbox.
     relay_enabled: bool = True
 
+    # Housekeeping of the event tables (docuchat_common.events.housekeeping): published outbox
+    # rows are kept this long; consumers' claims longer than the topics' retention (a replay
+    # must still find them: Kafka keeps 7 days by default).
+    outbox_retention_hours: float = 7 * 24
+    claim_retention_hours: float = 14 * 24
+    housekeeping_interval_seconds: float = 3600.0
+
     jwks_url: str = "http://127.0.0.1:8101/.well-known/jwks.json"
     jwt_issuer: str = "docuchat-auth"
     jwt_audience: str = "docuchat"

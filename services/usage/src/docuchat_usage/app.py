@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 from docuchat_common.events.catalog import QuotaChanged
+from docuchat_common.events.housekeeping import metered_claims
 from docuchat_common.logging import get_logger
 from docuchat_common.service import ServiceRuntime
 from docuchat_common.tasks import stop_task
@@ -35,6 +37,8 @@ def build_runtime(settings: UsageSettings | None = None) -> ServiceRuntime:
     )
     subscription_consumers.register(runtime)
     metering_consumers.register(runtime)
+    # Token events are claimed apart from processed_events (see models.metered_events).
+    runtime.janitor.purges.append(metered_claims(timedelta(hours=settings.claim_retention_hours)))
     runtime.on_start(_start_period_resets(settings.quota_reset_interval_seconds))
     return runtime
 
