@@ -277,3 +277,79 @@ async def test_broker_restart_with_unpublished_outbox_delivers_everything_once(
     finally:
         await bus.close()
         broker.stop()
+
+
+async def allow_connections(url: str, allowed: bool) -> None:
+    """What a PostgreSQL failover looks like to a service: new connections refused, the open
+    ones gone (and back when ``allowed``)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = await asyncpg.connect(
+        target.set(drivername="postgresql", database="postgres").render_as_string(
+            hide_password=False
+        )
+    )
+    try:
+        await admin.execute(
+            f'ALTER DATABASE "{target.database}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}'
+        )
+        if not allowed:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                target.database,
+            )
+    finally:
+        await admin.close()
+
+
+async def dead_letters(bootstrap: str, topic: Topic) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic.dlq.name, 0)
+        return int((await consumer.end_offsets([partition]))[partition])
+    finally:
+        await consumer.stop()
+
+
+async def test_a_database_outage_holds_the_message_instead_of_dead_lettering_it(
+    bus: Bus, infra: Any, databases: dict[str, str], group_prefix: str
+) -> None:
+    from prometheus_client import REGISTRY
+
+    await bus.emit(1)
+    await eventually(lambda: _count(bus, 1), what="delivery before the outage")
+    labels = {"service": "test", "topic": bus.topic.name, "group": group_prefix + "probe"}
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("docuchat_consumer_errors_total", labels) or 0.0
+
+    before = failures()
+    url = databases["usage"]
+    await allow_connections(url, False)
+    try:
+        # The relay cannot read the outbox now: the event comes straight from a producer.
+        event = bus.event(tenant_id=uuid.uuid4(), source="test", data=ProbeData(n=2))
+        producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                bus.topic.name, event.model_dump_json().encode(), key=event.key
+            )
+        finally:
+            await producer.stop()
+
+        async def held() -> bool:  # every attempt failed: the message met the outage
+            return failures() >= before + 3
+
+        await eventually(held, what="the consumer to meet the outage")
+    finally:
+        await allow_connections(url, True)
+
+    await eventually(lambda: _count(bus, 2), timeout=60, what="the held message handled")
+    assert await bus.effects() == [(1, 1), (2, 1)]
+    assert await dead_letters(infra.bootstrap_servers, bus.topic) == 0

@@ -10,10 +10,14 @@ AsyncAPI. Around the handler:
 - a failing handler is retried with backoff; after ``max_attempts`` the original message goes to
   ``<topic>.dlq`` with the error in its headers and the consumer moves on. A message that cannot
   even be parsed goes there at once. The offset is committed after either outcome, never before.
+- a failure while the database is unreachable says nothing about the event: nothing is
+  dead-lettered then; the consumer holds its message until the database answers again and
+  handles it then (a failover or restart of PostgreSQL costs delay, not dead letters).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 import traceback
@@ -192,6 +196,29 @@ class EventConsumers:
         self.retry_wait_max = retry_wait_max
         self.group_prefix = group_prefix
         self.groups: list[tuple[str, str]] = []
+        self.outage_poll_max = 5.0
+
+    async def _database_down(self) -> bool:
+        """Whether the database is unreachable now (then a failure is no fault of the event)."""
+        try:
+            async with asyncio.timeout(5):
+                await self.database.ping()
+        except Exception:
+            return True
+        return False
+
+    async def outlast_database_outage(self, group: str) -> bool:
+        """If the database is unreachable, wait until it answers again and say so (the caller
+        then handles its message again instead of dead-lettering it)."""
+        if not await self._database_down():
+            return False
+        log.warning("database unreachable; holding the message until it answers", group=group)
+        delay = 0.2
+        while await self._database_down():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.outage_poll_max)
+        log.info("database reachable again; handling the held message", group=group)
+        return True
 
     def subscribe(
         self,
@@ -346,30 +373,38 @@ class EventConsumers:
         handler: BatchHandler,
     ) -> None:
         events = [event for event, _ in parsed]
-        try:
-            async for attempt_state in AsyncRetrying(
-                stop=stop_after_attempt(self.max_attempts),
-                wait=wait_exponential(multiplier=0.05, max=self.retry_wait_max),
-                reraise=True,
-            ):
-                with attempt_state:
-                    new = await self._run_claimed(events, consumer, handler)
-            CONSUMER_MESSAGES.labels(self.service, topic.name, group, "ok").inc(new)
-            CONSUMER_MESSAGES.labels(self.service, topic.name, group, "duplicate").inc(
-                len(events) - new
-            )
-            return
-        except Exception:
-            CONSUMER_ERRORS.labels(self.service, topic.name, group).inc()
-            log.warning(
-                "batch failed; handling its events one by one", size=len(events), exc_info=True
-            )
+        while True:
+            try:
+                async for attempt_state in AsyncRetrying(
+                    stop=stop_after_attempt(self.max_attempts),
+                    wait=wait_exponential(multiplier=0.05, max=self.retry_wait_max),
+                    reraise=True,
+                ):
+                    with attempt_state:
+                        new = await self._run_claimed(events, consumer, handler)
+                CONSUMER_MESSAGES.labels(self.service, topic.name, group, "ok").inc(new)
+                CONSUMER_MESSAGES.labels(self.service, topic.name, group, "duplicate").inc(
+                    len(events) - new
+                )
+                return
+            except Exception:
+                CONSUMER_ERRORS.labels(self.service, topic.name, group).inc()
+                if await self.outlast_database_outage(group):
+                    continue
+                log.warning(
+                    "batch failed; handling its events one by one", size=len(events), exc_info=True
+                )
+                break
         for event, record in parsed:
             try:
                 new = await self._run_claimed([event], consumer, handler)
                 outcome = "ok" if new else "duplicate"
                 CONSUMER_MESSAGES.labels(self.service, topic.name, group, outcome).inc()
             except Exception as exc:
+                if await self.outlast_database_outage(group):
+                    # the rest of the batch goes round again (claims keep it exactly-once)
+                    await self._handle_batch(parsed, group, consumer, topic, handler)
+                    return
                 await publish_dead_letter(
                     self.broker,
                     record,
@@ -401,34 +436,44 @@ class EventConsumers:
                     "event type not handled here; skipped", type=event.type, version=event.version
                 )
                 return "ignored"
-            attempt = 0
-            try:
-                async for attempt_state in AsyncRetrying(
-                    stop=stop_after_attempt(self.max_attempts),
-                    wait=wait_exponential(multiplier=0.05, max=self.retry_wait_max),
-                    reraise=True,
-                ):
-                    with attempt_state:
-                        attempt = attempt_state.retry_state.attempt_number
-                        try:
-                            async with self.database.transaction() as session:
-                                if not await claim_event(
-                                    session, self.processed_table, consumer, event
-                                ):
-                                    log.info("duplicate event skipped", event_id=str(event.id))
-                                    return "duplicate"
-                                await handler(event, session)
-                        except Exception:
-                            CONSUMER_ERRORS.labels(self.service, event.topic.name, group).inc()
-                            log.warning(
-                                "handler failed",
-                                attempt=attempt,
-                                event_type=event.type,
-                                exc_info=True,
-                            )
-                            raise
-            except Exception as exc:
-                raise HandlerFailedError(attempt, exc, group) from exc
-            log.info("event handled", event_type=event.type, event_id=str(event.id), group=group)
-            return "ok"
-        return "ok"  # pragma: no cover - AsyncRetrying always yields at least once
+            while True:
+                try:
+                    return await self._attempt(event, group, consumer, handler)
+                except HandlerFailedError:
+                    if not await self.outlast_database_outage(group):
+                        raise
+
+    async def _attempt(
+        self, event: Event[Any], group: str, consumer: str, handler: EventHandler
+    ) -> str:
+        """Handle ``event`` in a transaction with its claim, retried with backoff."""
+        attempt = 0
+        try:
+            async for attempt_state in AsyncRetrying(
+                stop=stop_after_attempt(self.max_attempts),
+                wait=wait_exponential(multiplier=0.05, max=self.retry_wait_max),
+                reraise=True,
+            ):
+                with attempt_state:
+                    attempt = attempt_state.retry_state.attempt_number
+                    try:
+                        async with self.database.transaction() as session:
+                            if not await claim_event(
+                                session, self.processed_table, consumer, event
+                            ):
+                                log.info("duplicate event skipped", event_id=str(event.id))
+                                return "duplicate"
+                            await handler(event, session)
+                    except Exception:
+                        CONSUMER_ERRORS.labels(self.service, event.topic.name, group).inc()
+                        log.warning(
+                            "handler failed",
+                            attempt=attempt,
+                            event_type=event.type,
+                            exc_info=True,
+                        )
+                        raise
+        except Exception as exc:
+            raise HandlerFailedError(attempt, exc, group) from exc
+        log.info("event handled", event_type=event.type, event_id=str(event.id), group=group)
+        return "ok"

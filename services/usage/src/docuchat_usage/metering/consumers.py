@@ -247,29 +247,37 @@ class TokensConsumer:
         )
 
     async def _meter(self, batch: Batch) -> None:
-        try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.consumers.max_attempts),
-                wait=wait_exponential(multiplier=0.05, max=self.consumers.retry_wait_max),
-                reraise=True,
-            ):
-                with attempt:
-                    new = await self._run_claimed(batch.events)
-            self._count("ok", new)
-            self._count("duplicate", len(batch.events) - new)
-            return
-        except Exception:
-            CONSUMER_ERRORS.labels(self.runtime.name, TOKENS.name, self.group).inc()
-            log.warning(
-                "batch failed; handling its events one by one",
-                size=len(batch.events),
-                exc_info=True,
-            )
+        while True:
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self.consumers.max_attempts),
+                    wait=wait_exponential(multiplier=0.05, max=self.consumers.retry_wait_max),
+                    reraise=True,
+                ):
+                    with attempt:
+                        new = await self._run_claimed(batch.events)
+                self._count("ok", new)
+                self._count("duplicate", len(batch.events) - new)
+                return
+            except Exception:
+                CONSUMER_ERRORS.labels(self.runtime.name, TOKENS.name, self.group).inc()
+                # A database outage is no fault of the events: hold them, nothing dead-lettered.
+                if await self.consumers.outlast_database_outage(self.group):
+                    continue
+                log.warning(
+                    "batch failed; handling its events one by one",
+                    size=len(batch.events),
+                    exc_info=True,
+                )
+                break
         for event, record in zip(batch.events, batch.records, strict=True):
             try:
                 new = await self._run_claimed([event])
                 self._count("ok" if new else "duplicate")
             except Exception as exc:
+                if await self.consumers.outlast_database_outage(self.group):
+                    await self._meter(batch)  # claims keep what was metered from counting twice
+                    return
                 await self._dead_letter(record, exc, attempts=self.consumers.max_attempts + 1)
 
     async def _run_claimed(self, events: Sequence[TokensConsumedRecord]) -> int:
