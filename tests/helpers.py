@@ -49,3 +49,28 @@ async def read_topic(bootstrap: str, topic: str, at_least: int) -> list[Any]:
     finally:
         await consumer.stop()
     return records
+
+
+async def allow_connections(url: str, allowed: bool) -> None:
+    """What a PostgreSQL failover looks like to a service: new connections refused, the open
+    ones gone (and back when ``allowed``)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = await asyncpg.connect(
+        target.set(drivername="postgresql", database="postgres").render_as_string(
+            hide_password=False
+        )
+    )
+    try:
+        await admin.execute(
+            f'ALTER DATABASE "{target.database}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}'
+        )
+        if not allowed:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                target.database,
+            )
+    finally:
+        await admin.close()

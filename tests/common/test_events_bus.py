@@ -30,7 +30,7 @@ from docuchat_common.events.topics import Topic, ensure_topics
 from docuchat_common.settings import ServiceSettings
 from docuchat_usage.models import outbox as outbox_table
 from docuchat_usage.models import processed_events as processed_table
-from tests.helpers import eventually, read_topic
+from tests.helpers import allow_connections, eventually, read_topic
 
 
 class ProbeData(EventData):
@@ -277,31 +277,6 @@ async def test_broker_restart_with_unpublished_outbox_delivers_everything_once(
     finally:
         await bus.close()
         broker.stop()
-
-
-async def allow_connections(url: str, allowed: bool) -> None:
-    """What a PostgreSQL failover looks like to a service: new connections refused, the open
-    ones gone (and back when ``allowed``)."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    admin = await asyncpg.connect(
-        target.set(drivername="postgresql", database="postgres").render_as_string(
-            hide_password=False
-        )
-    )
-    try:
-        await admin.execute(
-            f'ALTER DATABASE "{target.database}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}'
-        )
-        if not allowed:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                target.database,
-            )
-    finally:
-        await admin.close()
 
 
 async def dead_letters(bootstrap: str, topic: Topic) -> int:

@@ -23,7 +23,7 @@ from docuchat_common.events.catalog import (
 from docuchat_common.events.consumer import DLQ_CONSUMER_HEADER
 from docuchat_usage.metering.consumers import TOKENS_GROUP
 from docuchat_usage.models import UsageBucket
-from tests.helpers import eventually, read_topic
+from tests.helpers import allow_connections, eventually, read_topic
 from tests.usage.conftest import UsageService
 
 
@@ -295,3 +295,33 @@ async def test_a_redelivery_in_a_later_batch_and_other_encodings_are_metered_onc
     await usage.publish(chat_tokens(tenant, None, 1, 0))  # after them all on that partition
     body = await summary_when(usage, tenant, 134)
     assert body["tokens"] == {"prompt": 131, "completion": 3, "embedding": 0, "total": 134}
+
+
+async def test_a_database_outage_delays_metering_and_dead_letters_nothing(
+    usage: UsageService, databases: dict[str, str], group_prefix: str, infra: Any
+) -> None:
+    from prometheus_client import REGISTRY
+
+    tenant = uuid.uuid4()
+    await usage.publish(tenant_created(tenant), chat_tokens(tenant, None, 10, 1))
+    await summary_when(usage, tenant, 11)
+    labels = {"service": "usage", "topic": "docuchat.tokens", "group": group_prefix + TOKENS_GROUP}
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("docuchat_consumer_errors_total", labels) or 0.0
+
+    before = failures()
+    await allow_connections(databases["usage"], False)
+    try:
+        await usage.publish(*(chat_tokens(tenant, None, 10, 1) for _ in range(3)))
+
+        async def held() -> bool:
+            return failures() >= before + 1
+
+        await eventually(held, what="the token consumer to meet the outage")
+    finally:
+        await allow_connections(databases["usage"], True)
+
+    await summary_when(usage, tenant, 44)
+    dead = await read_topic(infra.bootstrap_servers, "docuchat.tokens.dlq", 0)
+    assert not [r for r in dead if str(tenant).encode() in r.value]
