@@ -93,7 +93,8 @@ def end_to_end(files: list[Path]) -> tuple[float, int, int, int, float, dict[str
             stack.stop()
     indexed = [d for d in docs if d["status"] == "indexed"]
     for failed in (d for d in docs if d["status"] != "indexed"):
-        print(f"  not indexed: {failed['filename']}: {failed.get('error_code')} {failed.get('error')}")
+        error = failed.get("error") or {}
+        print(f"  not indexed: {failed['filename']}: {error.get('code')}")
     pages = sum(d["pages"] or 0 for d in indexed)
     return elapsed, len(indexed), pages, sum(d["chunks"] or 0 for d in indexed), rss, cpu
 
