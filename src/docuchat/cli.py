@@ -1,4 +1,5 @@
-"""``docuchat``: run a target, run the dev stack, migrate, create topics, export event docs."""
+"""``docuchat``: run a target, run the dev stack, migrate, create topics, look at and replay
+dead letters, export event docs."""
 
 from __future__ import annotations
 
@@ -134,6 +135,43 @@ def topics(
     _logging()
     created = asyncio.run(ensure_topics(bootstrap_servers))
     log.info("topics ready", created=created)
+
+
+dlq = typer.Typer(help="Dead letters: what failed and why; replay once the cause is fixed.")
+app.add_typer(dlq, name="dlq")
+BootstrapOpt = Annotated[str, typer.Option(envvar="DOCUCHAT_KAFKA_BOOTSTRAP_SERVERS")]
+TopicArg = Annotated[str, typer.Argument(help="The original topic, e.g. docuchat.documents")]
+
+
+@dlq.command("show")
+def dlq_show(topic: TopicArg, bootstrap_servers: BootstrapOpt = "127.0.0.1:9092") -> None:
+    """Count the letters of <topic>.dlq by consumer and error type, with an example error."""
+    from docuchat_common.events.dead_letters import inspect_dead_letters
+
+    report = asyncio.run(inspect_dead_letters(bootstrap_servers, topic))
+    typer.echo(f"{report.letters} dead letters in {topic}.dlq")
+    for cause, count in report.causes.most_common():
+        consumer, error_type = cause
+        typer.echo(f"  {count:6}  {consumer}  {error_type}: {report.examples[cause]}")
+
+
+@dlq.command("replay")
+def dlq_replay(
+    topic: TopicArg,
+    bootstrap_servers: BootstrapOpt = "127.0.0.1:9092",
+    dry_run: Annotated[bool, typer.Option(help="Count only: publish and commit nothing")] = False,
+) -> None:
+    """Republish the letters not replayed yet into <topic> (consumers are idempotent)."""
+    from docuchat_common.events.dead_letters import replay_dead_letters
+
+    report = asyncio.run(replay_dead_letters(bootstrap_servers, topic, dry_run=dry_run))
+    verb = "would replay" if dry_run else "replayed"
+    typer.echo(f"{verb} {report.replayed} of {report.letters} new dead letters into {topic}")
+    for letter in report.skipped:
+        typer.echo(
+            f"  skipped (not an event: it failed parsing) offset {letter.offset}: "
+            f"{letter.error_type}: {letter.error[:200]}"
+        )
 
 
 @app.command()

@@ -58,6 +58,7 @@ class Bus:
     relay: OutboxRelay
     outbox: Outbox
     handled: list[int] = field(default_factory=list)
+    broken: set[int] = field(default_factory=set)  # numbers the handler fails on, for now
     watchdog: BrokerEpochWatchdog | None = None
 
     async def close(self) -> None:
@@ -149,6 +150,8 @@ async def _bus(
     async def handle(event: Any, session: AsyncSession) -> None:
         if event.data.poison:
             raise ValueError(f"poison message {event.data.n}")
+        if event.data.n in bus.broken:
+            raise RuntimeError(f"handler bug on {event.data.n}")
         # A plain insert: only the processed-events claim keeps a redelivery from doubling it.
         await session.execute(
             text("INSERT INTO probe_effects (n, event_id) VALUES (:n, :id)"),
@@ -328,3 +331,42 @@ async def test_a_database_outage_holds_the_message_instead_of_dead_lettering_it(
     await eventually(lambda: _count(bus, 2), timeout=60, what="the held message handled")
     assert await bus.effects() == [(1, 1), (2, 1)]
     assert await dead_letters(infra.bootstrap_servers, bus.topic) == 0
+
+
+async def test_dead_letters_are_listed_and_replayed_once_their_cause_is_fixed(
+    bus: Bus, infra: Any
+) -> None:
+    from docuchat_common.events.dead_letters import inspect_dead_letters, replay_dead_letters
+
+    bootstrap = infra.bootstrap_servers
+    bus.broken = {200, 201}
+    await bus.emit(200, 201)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:  # and one that is no event at all
+        await producer.send_and_wait(bus.topic.name, b"{not json", key=b"k")
+    finally:
+        await producer.stop()
+    await bus.emit(202)
+    await eventually(lambda: _count(bus, 1), what="the message after the failing ones")
+    await read_topic(bootstrap, bus.topic.dlq.name, 3)
+
+    shown = await inspect_dead_letters(bootstrap, bus.topic.name)
+    assert shown.letters == 3
+    assert sum(n for (_, kind), n in shown.causes.items() if kind == "RuntimeError") == 2
+    examples = {kind: text for (_, kind), text in shown.examples.items()}
+    assert "handler bug on 20" in examples["RuntimeError"]
+
+    dry = await replay_dead_letters(bootstrap, bus.topic.name, group="replay-a", dry_run=True)
+    assert (dry.replayed, len(dry.skipped)) == (2, 1)
+    assert await bus.effects() == [(202, 1)]  # a dry run publishes nothing
+
+    bus.broken.clear()  # the fix is deployed
+    report = await replay_dead_letters(bootstrap, bus.topic.name, group="replay-a")
+    assert (report.replayed, len(report.skipped)) == (2, 1)
+    assert report.skipped[0].value == b"{not json"
+    await eventually(lambda: _count(bus, 3), what="the replayed messages handled")
+    assert await bus.effects() == [(200, 1), (201, 1), (202, 1)]
+
+    again = await replay_dead_letters(bootstrap, bus.topic.name, group="replay-a")
+    assert (again.letters, again.replayed) == (0, 0)  # each letter is replayed once
