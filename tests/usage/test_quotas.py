@@ -171,3 +171,29 @@ async def test_an_enforcer_refuses_the_tenant_until_the_plan_is_upgraded(
         guard.check(tenant)
     finally:
         await guard.stop()
+
+
+async def test_an_upgrade_before_tenant_created_arrives_is_kept(
+    usage: UsageService, quota_topic: QuotaTopic
+) -> None:
+    """An owner upgrades right after signing up, before usage has read tenant.created."""
+    tenant = uuid.uuid4()
+    upgraded = await usage.client.put(
+        "/api/v1/usage/plan", json={"plan": "enterprise"}, headers=usage.token(tenant)
+    )
+    assert upgraded.status_code == 200, upgraded.text
+    assert upgraded.json()["plan"]["id"] == "enterprise"
+    assert (await quota_topic.latest(tenant, plan="enterprise"))["exceeded"] == []
+
+    await usage.publish(tenant_created(tenant, plan="free"))
+    # tenant.created, handled, publishes the state again: still the upgraded plan
+    states = await quota_topic.states(tenant)
+
+    async def handled_twice() -> list[Any] | None:
+        seen = await quota_topic.states(tenant)
+        return seen if len(seen) > len(states) else None
+
+    latest = (await eventually(handled_twice, what="tenant.created handled"))[-1]
+    assert latest["plan"] == "enterprise"
+    current = await usage.client.get("/api/v1/usage/plan", headers=usage.token(tenant))
+    assert current.json()["plan"]["id"] == "enterprise"

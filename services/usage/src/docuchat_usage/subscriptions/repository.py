@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,14 +27,16 @@ class SubscriptionRepository:
         )
         return result.first() is not None
 
-    async def set_plan(self, tenant_id: uuid.UUID, plan_id: str) -> bool:
-        result = await self.session.execute(
-            update(Subscription)
-            .where(Subscription.tenant_id == tenant_id)
-            .values(plan_id=plan_id, updated_at=func.now())
-            .returning(Subscription.tenant_id)
+    async def set_plan(self, tenant_id: uuid.UUID, plan_id: str) -> None:
+        """The tenant's plan, subscribing it if tenant.created has not arrived yet."""
+        await self.session.execute(
+            insert(Subscription)
+            .values(tenant_id=tenant_id, plan_id=plan_id)
+            .on_conflict_do_update(
+                index_elements=[Subscription.tenant_id],
+                set_={"plan_id": plan_id, "updated_at": func.now()},
+            )
         )
-        return result.first() is not None
 
     async def delete(self, tenant_id: uuid.UUID) -> None:
         await self.session.execute(delete(Subscription).where(Subscription.tenant_id == tenant_id))

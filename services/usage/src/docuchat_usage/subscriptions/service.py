@@ -31,8 +31,10 @@ class SubscriptionService:
     async def change_plan(self, tenant_id: uuid.UUID, plan_id: str) -> None:
         if await self.plans.get(plan_id) is None:
             raise Unprocessable(f"no plan named {plan_id!r}", code="unknown_plan")
-        if not await self.subscriptions.set_plan(tenant_id, plan_id):
-            raise NotFound("no subscription yet for this tenant", code="subscription_not_found")
+        # The owner's token proves the tenant exists; its tenant.created may still be on its
+        # way (an owner upgrading right after signing up). Subscribed now, the tenant keeps
+        # this plan: tenant.created only subscribes a tenant that has none.
+        await self.subscriptions.set_plan(tenant_id, plan_id)
 
     async def forget_tenant(self, tenant_id: uuid.UUID) -> None:
         await self.subscriptions.delete(tenant_id)
