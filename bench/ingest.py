@@ -103,7 +103,10 @@ async def upload_all(stack: DevStack, files: list[Path]) -> tuple[float, list[di
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60) as client:
         headers, kb = await register_owner(client, "Bench")
         # Upgrade so plan limits do not interfere with a throughput measurement.
-        await client.put("/api/v1/usage/plan", json={"plan": "enterprise"}, headers=headers)
+        upgraded = await client.put(
+            "/api/v1/usage/plan", json={"plan": "enterprise"}, headers=headers
+        )
+        assert upgraded.status_code == 200, upgraded.text
         started = time.perf_counter()
         ids = []
         refused = 0
