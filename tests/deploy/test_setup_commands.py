@@ -2,7 +2,8 @@
 run the way they run them: `docuchat topics` creates every topic with its partition count, and
 `docuchat migrate --target all` creates and migrates every service's database without touching
 the vector store. Running them again (every release does) is safe: topics are checked here,
-migrations are alembic upgrades to head under an advisory lock."""
+migrations are alembic upgrades to head under an advisory lock. The runbooks' `docuchat dlq`
+commands run the same way."""
 
 from __future__ import annotations
 
@@ -85,3 +86,43 @@ def test_topics_creates_every_topic_with_its_partitions_twice(infra: Infra, tmp_
         assert result.returncode == 0, result.stderr[-3000:]
     counts = asyncio.run(_partitions(infra.bootstrap_servers))
     assert counts == {t.name: t.partitions for t in all_topics_with_dlq()}
+
+
+async def test_dlq_show_and_replay_as_an_operator_runs_them(infra: Infra, tmp_path: Path) -> None:
+    import json
+
+    from aiokafka import AIOKafkaProducer
+
+    from docuchat_common.events.consumer import (
+        DLQ_CONSUMER_HEADER,
+        DLQ_ERROR_HEADER,
+        DLQ_ERROR_TYPE_HEADER,
+    )
+    from docuchat_common.events.topics import Topic, ensure_topics
+
+    topic = Topic(f"test.cli.{uuid.uuid4().hex[:8]}", 1, "cli")
+    await ensure_topics(infra.bootstrap_servers, [topic, topic.dlq])
+    event = {"id": str(uuid.uuid4()), "type": "x.happened", "version": 1, "data": {}}
+    headers = [
+        (DLQ_CONSUMER_HEADER, b"usage.tokens"),
+        (DLQ_ERROR_TYPE_HEADER, b"RuntimeError"),
+        (DLQ_ERROR_HEADER, b"handler bug"),
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic.dlq.name, json.dumps(event).encode(), headers=headers)
+        await producer.send_and_wait(topic.dlq.name, b"{not json", headers=headers)
+    finally:
+        await producer.stop()
+    env = _env(infra, uuid.uuid4().hex[:6], tmp_path)
+
+    shown = await asyncio.to_thread(_run, ["dlq", "show", topic.name], env)
+    assert shown.returncode == 0, shown.stderr
+    assert f"2 dead letters in {topic.name}.dlq" in shown.stdout
+    assert "usage.tokens  RuntimeError: handler bug" in shown.stdout
+
+    dry = await asyncio.to_thread(_run, ["dlq", "replay", topic.name, "--dry-run"], env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"would replay 1 of 2 new dead letters into {topic.name}" in dry.stdout
+    assert "skipped (not an event" in dry.stdout
