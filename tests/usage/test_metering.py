@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -323,5 +325,53 @@ async def test_a_database_outage_delays_metering_and_dead_letters_nothing(
         await allow_connections(databases["usage"], True)
 
     await summary_when(usage, tenant, 44)
+    dead = await read_topic(infra.bootstrap_servers, "docuchat.tokens.dlq", 0)
+    assert not [r for r in dead if str(tenant).encode() in r.value]
+
+
+async def test_a_stop_during_a_database_outage_ends_and_loses_nothing(
+    settings_for: Any, infra: Any, tmp_path: Path, databases: dict[str, str], group_prefix: str
+) -> None:
+    """The token batch held by the outage does not keep the service from stopping (it is
+    abandoned uncommitted past the grace); the next process meters it, once."""
+    from prometheus_client import REGISTRY
+
+    from docuchat_usage.app import build_runtime
+    from docuchat_usage.settings import UsageSettings
+    from tests.in_process import serve
+
+    settings = settings_for(
+        UsageSettings,
+        "usage",
+        quota_reset_interval_seconds=3600,
+        consumer_graceful_timeout_seconds=1.0,
+    )
+    labels = {"service": "usage", "topic": "docuchat.tokens", "group": group_prefix + TOKENS_GROUP}
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("docuchat_consumer_errors_total", labels) or 0.0
+
+    async def held() -> bool:
+        return failures() >= before + 1
+
+    tenant = uuid.uuid4()
+    first = serve(build_runtime(settings), infra.bootstrap_servers, tmp_path / "keys")
+    service = await first.__aenter__()
+    usage = UsageService(service.runtime, service.client, service.signer, service.producer)
+    await usage.publish(tenant_created(tenant), chat_tokens(tenant, None, 10, 1))
+    await summary_when(usage, tenant, 11)
+    before = failures()
+    await allow_connections(databases["usage"], False)
+    try:
+        await usage.publish(*(chat_tokens(tenant, None, 10, 1) for _ in range(3)))
+        await eventually(held, what="the token consumer to meet the outage")
+        async with asyncio.timeout(60):  # a stop that hangs fails here
+            await first.__aexit__(None, None, None)
+    finally:
+        await allow_connections(databases["usage"], True)
+
+    async with serve(build_runtime(settings), infra.bootstrap_servers, tmp_path / "keys") as again:
+        usage = UsageService(again.runtime, again.client, again.signer, again.producer)
+        await summary_when(usage, tenant, 44)
     dead = await read_topic(infra.bootstrap_servers, "docuchat.tokens.dlq", 0)
     assert not [r for r in dead if str(tenant).encode() in r.value]

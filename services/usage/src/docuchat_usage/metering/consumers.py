@@ -27,6 +27,7 @@ from docuchat_common.events.topics import DOCUMENTS, TOKENS
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_ERRORS, CONSUMER_LATENCY, CONSUMER_MESSAGES
 from docuchat_common.service import ServiceRuntime
+from docuchat_common.tasks import stop_task
 from docuchat_usage.metering.repository import MeteringRepository
 from docuchat_usage.metering.schemas import (
     TokensConsumedRecord,
@@ -197,10 +198,21 @@ class TokensConsumer:
 
     async def drain(self, _: ServiceRuntime | None = None) -> None:
         """Wait for the batch in flight (at stop: and handle any later batch inline)."""
-        if _ is not None:
-            self.stopping = True
         in_flight, self.in_flight = self.in_flight, []
-        await asyncio.gather(*in_flight)
+        if _ is None:
+            await asyncio.gather(*in_flight)
+            return
+        self.stopping = True
+        if not in_flight:
+            return
+        # A batch held by a database outage would keep the stop waiting: past the consumers'
+        # grace it is abandoned, its offsets uncommitted (delivered again; the claims make
+        # that safe).
+        grace = self.runtime.settings.consumer_graceful_timeout_seconds
+        _done, held = await asyncio.wait(in_flight, timeout=grace)
+        for task in held:
+            log.warning("token batch abandoned at stop; it will be delivered again")
+            await stop_task(task)
 
     async def decode(self, records: list[ConsumerRecord[Any, Any]]) -> Batch:
         """The batch's token events, each with the record it came in (for the DLQ). Usually
