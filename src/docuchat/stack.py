@@ -84,6 +84,8 @@ class DevStack:
             {
                 **{f"DOCUCHAT_{s.upper()}_URL": self.service_url(s) for s in SERVICES},
                 "DOCUCHAT_INGEST_SEARCH_URL": self.search_url,
+                # the gateway's own settings (rate limits, proxy depth) from extra_env too
+                **{k: v for k, v in config.extra_env.items() if k.startswith("DOCUCHAT_GATEWAY_")},
             },
             self.logs_dir,
         )
