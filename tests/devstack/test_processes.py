@@ -447,3 +447,16 @@ def test_gateway_refuses_to_start_without_service_urls(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="DOCUCHAT_CHAT_URL"):
         gw.start()
     assert gw.pid is None
+
+
+def test_free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() -> None:
+    """Outgoing connections take their local ports from the ephemeral range: a service port
+    chosen there can be gone by the time the service binds it."""
+    import socket
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(20)]
+    assert len(set(ports)) == 20
+    assert all(port < low for port in ports)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports[0]))  # still free

@@ -42,12 +42,46 @@ class ReadinessError(RuntimeError):
     """A managed process exited early or did not become ready before its deadline."""
 
 
+# Ports handed out by this process: two stacks (or two parts of one) never get the same one.
+_HANDED_OUT: set[int] = set()
+_LOWEST_PORT = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):  # not Linux: the IANA dynamic range
+        return 49_152, 65_535
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
+    """Return a TCP port on ``host`` that is free right now, chosen below the kernel's
+    ephemeral range.
+
+    A port the OS picks (bind to 0) comes from that range, which is also where every outgoing
+    connection gets its local port: between choosing a service's port and the service binding
+    it, seconds later, one of the stack's own connections (Kafka, PostgreSQL) can take it, and
+    the service fails to start with "address already in use". Ports below the range are only
+    ever taken by an explicit bind.
+    """
+    import random
+
+    low, high = _ephemeral_range()
+    ceiling = low if low > _LOWEST_PORT + 1_000 else 65_536
+    floor = _LOWEST_PORT if ceiling == low else high + 1
+    for _ in range(200):
+        port = random.randrange(floor, ceiling)  # noqa: S311 - not a secret
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
         return port
+    raise OSError(f"no free TCP port on {host} outside the ephemeral range")
 
 
 def tcp_port_open(host: str, port: int, timeout: float = 0.5) -> bool:
