@@ -1,11 +1,15 @@
-"""Waiting for a condition (never for a fixed time), and reading what a topic holds."""
+"""Waiting for a condition (never for a fixed time), reading what a topic holds, and taking
+a test database's connections away as a restart or a failover does."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
+
+from sqlalchemy.engine import make_url
 
 T = TypeVar("T")
 
@@ -51,26 +55,44 @@ async def read_topic(bootstrap: str, topic: str, at_least: int) -> list[Any]:
     return records
 
 
-async def allow_connections(url: str, allowed: bool) -> None:
-    """What a PostgreSQL failover looks like to a service: new connections refused, the open
-    ones gone (and back when ``allowed``)."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
+async def terminate_connections(url: str, *, refuse_new: bool = False) -> None:
+    """What a database restart does to a pool: every server side of its connections is gone.
+    With ``refuse_new``, new connections are refused too, as during a failover (until
+    :func:`allow_connections`)."""
     target = make_url(url)
-    admin = await asyncpg.connect(
-        target.set(drivername="postgresql", database="postgres").render_as_string(
-            hide_password=False
+    async with _admin(url) as admin:
+        if refuse_new:
+            await admin.execute(f'ALTER DATABASE "{target.database}" WITH ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            target.database,
         )
+
+
+async def allow_connections(url: str, allowed: bool) -> None:
+    """A PostgreSQL failover as a service sees it (``allowed=False``: new connections refused,
+    the open ones gone), and its end."""
+    if not allowed:
+        await terminate_connections(url, refuse_new=True)
+        return
+    async with _admin(url) as admin:
+        await admin.execute(
+            f'ALTER DATABASE "{make_url(url).database}" WITH ALLOW_CONNECTIONS true'
+        )
+
+
+@contextlib.asynccontextmanager
+async def _admin(url: str) -> AsyncIterator[Any]:
+    """A connection to the server's ``postgres`` database, as the test's user."""
+    import asyncpg
+
+    admin = await asyncpg.connect(
+        make_url(url)
+        .set(drivername="postgresql", database="postgres")
+        .render_as_string(hide_password=False)
     )
     try:
-        await admin.execute(
-            f'ALTER DATABASE "{target.database}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}'
-        )
-        if not allowed:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                target.database,
-            )
+        yield admin
     finally:
         await admin.close()

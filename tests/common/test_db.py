@@ -3,36 +3,17 @@ proxy's idle timeout) costs no request; a busy pool skips the check's round trip
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from docuchat_common.db import Database
+from tests.helpers import terminate_connections
 
 
 async def backend_pids(database: Database) -> set[int]:
     async with database.transaction() as session:
         return {int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)}
-
-
-async def drop_connections(url: str) -> None:
-    """What a database restart does to a pool: every server side of its connections is gone."""
-    target = make_url(url)
-    admin = await asyncpg.connect(
-        target.set(drivername="postgresql", database="postgres").render_as_string(
-            hide_password=False
-        )
-    )
-    try:
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = $1 AND pid <> pg_backend_pid()",
-            target.database,
-        )
-    finally:
-        await admin.close()
 
 
 async def test_a_connection_back_from_idle_is_replaced_before_use_when_it_died(
@@ -43,7 +24,7 @@ async def test_a_connection_back_from_idle_is_replaced_before_use_when_it_died(
     database = Database(url, pool_size=1, idle_ping_seconds=0.0)
     try:
         before = await backend_pids(database)
-        await drop_connections(url)
+        await terminate_connections(url)
 
         after = await backend_pids(database)  # no error: the dead connection was replaced
 
@@ -61,7 +42,7 @@ async def test_a_connection_back_a_moment_ago_is_used_without_a_check(
     database = Database(url, pool_size=1, idle_ping_seconds=60)
     try:
         await backend_pids(database)
-        await drop_connections(url)
+        await terminate_connections(url)
 
         with pytest.raises(DBAPIError):
             await backend_pids(database)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -66,16 +67,18 @@ async def test_smollm2_answers_through_the_openai_adapter_and_stops_cleanly(
     assert not tcp_port_open("127.0.0.1", server.port)
 
 
-def stack_config(tmp_path: Path, *, local_llm: bool) -> StackConfig:
-    return StackConfig(
-        data_dir=tmp_path,
-        gateway_port=free_port(),
-        postgres_port=None,
-        kafka_port=None,
-        base_service_port=0,
-        environment="test",
-        local_llm=local_llm,
-    )
+def stack_config(tmp_path: Path, **overrides: Any) -> StackConfig:
+    """A test stack's configuration on free ports (nothing started)."""
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "gateway_port": free_port(),
+        "postgres_port": None,
+        "kafka_port": None,
+        "base_service_port": 0,
+        "environment": "test",
+        **overrides,
+    }
+    return StackConfig(**values)
 
 
 def test_the_dev_stack_points_chat_at_the_local_model(tmp_path: Path) -> None:

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from docuchat.devstack import free_port
-from docuchat.stack import DevStack, StackConfig
+from docuchat.stack import DevStack
+from tests.devstack.test_llm import stack_config
 
 
 def test_gateway_settings_in_extra_env_reach_the_gateway(tmp_path: Path) -> None:
     stack = DevStack(
-        StackConfig(
-            data_dir=tmp_path,
-            gateway_port=free_port(),
-            postgres_port=None,
-            kafka_port=None,
-            base_service_port=0,
-            environment="test",
+        stack_config(
+            tmp_path,
+            local_llm=False,
             extra_env={"DOCUCHAT_GATEWAY_IP_RATE": "5000", "DOCUCHAT_CHAT_LLM_MODEL": "m"},
         )
     )

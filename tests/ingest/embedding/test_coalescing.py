@@ -7,19 +7,11 @@ import asyncio
 from collections.abc import Sequence
 
 import numpy as np
-import pytest
 
 from docuchat_ingest.embedding.base import EmbeddingResult
 from docuchat_ingest.embedding.coalescing import CoalescingEmbedder
 from docuchat_ingest.embedding.minilm import MiniLMEmbedder
-
-DOCUMENTS = [
-    ["The mitochondria is the powerhouse of the cell.", "ATP synthase turns a rotor."],
-    ["Tax form 1040-NR is for nonresident aliens."],
-    ["A short one."],
-    [f"Sentence number {i} about rivers, bridges and tolls." for i in range(7)],
-    ["Kafka partitions keep per-key order.", "Consumers commit offsets."],
-]
+from tests.ingest.embedding.conftest import DOCUMENTS
 
 
 class CountingEmbedder:
@@ -34,11 +26,6 @@ class CountingEmbedder:
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         self.calls.append(len(texts))
         return await self.inner.embed(texts)
-
-
-@pytest.fixture(scope="module")
-def model() -> MiniLMEmbedder:
-    return MiniLMEmbedder(batch_size=8)
 
 
 async def test_concurrent_callers_share_runs_and_get_their_own_results(

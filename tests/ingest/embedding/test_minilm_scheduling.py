@@ -12,14 +12,8 @@ import pytest
 
 from docuchat_ingest.embedding.base import Vectors
 from docuchat_ingest.embedding.minilm import MiniLMEmbedder
+from tests.ingest.embedding.conftest import DOCUMENTS
 
-DOCUMENTS = [
-    ["The mitochondria is the powerhouse of the cell.", "ATP synthase turns a rotor."],
-    ["Tax form 1040-NR is for nonresident aliens."],
-    ["A short one."],
-    [f"Sentence number {i} about rivers, bridges and tolls." for i in range(7)],
-    ["Kafka partitions keep per-key order.", "Consumers commit offsets."],
-]
 QUERY = "which river has the most bridges?"
 
 
@@ -43,28 +37,23 @@ class RecordingEmbedder(MiniLMEmbedder):
         return super()._run_batch(batch)
 
 
-@pytest.fixture(scope="module")
-def solo() -> MiniLMEmbedder:
-    return MiniLMEmbedder(batch_size=8)
-
-
-async def test_concurrent_callers_share_runs_and_get_their_own_results(
-    solo: MiniLMEmbedder,
+async def test_callers_queued_behind_a_run_share_the_next_runs_and_get_their_own_results(
+    model: MiniLMEmbedder,
 ) -> None:
-    model = RecordingEmbedder(batch_size=8, parallel_runs=1)
-    model.gate.clear()  # the first caller's run holds the slot while the others queue
-    first = asyncio.ensure_future(model.embed(DOCUMENTS[0]))
-    await asyncio.to_thread(model.started.wait, 10)
-    rest = [asyncio.ensure_future(model.embed(texts)) for texts in DOCUMENTS[1:]]
+    shared = RecordingEmbedder(batch_size=8, parallel_runs=1)
+    shared.gate.clear()  # the first caller's run holds the slot while the others queue
+    first = asyncio.ensure_future(shared.embed(DOCUMENTS[0]))
+    await asyncio.to_thread(shared.started.wait, 10)
+    rest = [asyncio.ensure_future(shared.embed(texts)) for texts in DOCUMENTS[1:]]
     await asyncio.sleep(0)
-    model.gate.set()
+    shared.gate.set()
     results = [await first, *await asyncio.gather(*rest)]
 
     queued = sum(map(len, DOCUMENTS[1:]))  # 11 texts: one full batch and a part one
-    assert [len(run) for run in model.runs] == [2, 8, queued - 8]
+    assert [len(run) for run in shared.runs] == [2, 8, queued - 8]
     for texts, result in zip(DOCUMENTS, results, strict=True):
-        alone = await solo.embed(texts)
-        assert result.vectors.shape == (len(texts), solo.dimension)
+        alone = await model.embed(texts)
+        assert result.vectors.shape == (len(texts), model.dimension)
         np.testing.assert_allclose(result.vectors, alone.vectors, atol=2e-3)
         assert result.token_counts == alone.token_counts
         assert result.tokens == alone.tokens

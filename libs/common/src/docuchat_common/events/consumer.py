@@ -198,6 +198,14 @@ class EventConsumers:
         self.groups: list[tuple[str, str]] = []
         self.outage_poll_max = 5.0
 
+    def retrying(self) -> AsyncRetrying:
+        """In-process retries of a handler: ``max_attempts``, exponential backoff."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential(multiplier=0.05, max=self.retry_wait_max),
+            reraise=True,
+        )
+
     async def _database_down(self) -> bool:
         """Whether the database is unreachable now (then a failure is no fault of the event)."""
         try:
@@ -375,11 +383,7 @@ class EventConsumers:
         events = [event for event, _ in parsed]
         while True:
             try:
-                async for attempt_state in AsyncRetrying(
-                    stop=stop_after_attempt(self.max_attempts),
-                    wait=wait_exponential(multiplier=0.05, max=self.retry_wait_max),
-                    reraise=True,
-                ):
+                async for attempt_state in self.retrying():
                     with attempt_state:
                         new = await self._run_claimed(events, consumer, handler)
                 CONSUMER_MESSAGES.labels(self.service, topic.name, group, "ok").inc(new)
@@ -449,11 +453,7 @@ class EventConsumers:
         """Handle ``event`` in a transaction with its claim, retried with backoff."""
         attempt = 0
         try:
-            async for attempt_state in AsyncRetrying(
-                stop=stop_after_attempt(self.max_attempts),
-                wait=wait_exponential(multiplier=0.05, max=self.retry_wait_max),
-                reraise=True,
-            ):
+            async for attempt_state in self.retrying():
                 with attempt_state:
                     attempt = attempt_state.retry_state.attempt_number
                     try:

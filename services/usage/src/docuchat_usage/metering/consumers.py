@@ -14,7 +14,6 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import SkipValidation, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
-from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from docuchat_common.events.catalog import (
     DocumentDeleted,
@@ -261,11 +260,7 @@ class TokensConsumer:
     async def _meter(self, batch: Batch) -> None:
         while True:
             try:
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(self.consumers.max_attempts),
-                    wait=wait_exponential(multiplier=0.05, max=self.consumers.retry_wait_max),
-                    reraise=True,
-                ):
+                async for attempt in self.consumers.retrying():
                     with attempt:
                         new = await self._run_claimed(batch.events)
                 self._count("ok", new)
