@@ -12,6 +12,7 @@ import pytest
 
 from docuchat_ingest.embedding.base import Vectors
 from docuchat_ingest.embedding.minilm import MiniLMEmbedder
+from tests.helpers import eventually
 from tests.ingest.embedding.conftest import DOCUMENTS
 
 QUERY = "which river has the most bridges?"
@@ -37,6 +38,15 @@ class RecordingEmbedder(MiniLMEmbedder):
         return super()._run_batch(batch)
 
 
+async def queued_texts(embedder: MiniLMEmbedder, count: int) -> None:
+    """Until exactly ``count`` texts wait for a model run."""
+
+    async def probe() -> bool:
+        return embedder.waiting == count
+
+    await eventually(probe, what=f"{count} texts queued")
+
+
 async def test_callers_queued_behind_a_run_share_the_next_runs_and_get_their_own_results(
     model: MiniLMEmbedder,
 ) -> None:
@@ -45,11 +55,11 @@ async def test_callers_queued_behind_a_run_share_the_next_runs_and_get_their_own
     first = asyncio.ensure_future(shared.embed(DOCUMENTS[0]))
     await asyncio.to_thread(shared.started.wait, 10)
     rest = [asyncio.ensure_future(shared.embed(texts)) for texts in DOCUMENTS[1:]]
-    await asyncio.sleep(0)
+    queued = sum(map(len, DOCUMENTS[1:]))  # 11 texts: one full batch and a part one
+    await queued_texts(shared, queued)
     shared.gate.set()
     results = [await first, *await asyncio.gather(*rest)]
 
-    queued = sum(map(len, DOCUMENTS[1:]))  # 11 texts: one full batch and a part one
     assert [len(run) for run in shared.runs] == [2, 8, queued - 8]
     for texts, result in zip(DOCUMENTS, results, strict=True):
         alone = await model.embed(texts)
@@ -66,7 +76,7 @@ async def test_a_query_goes_ahead_of_queued_document_chunks() -> None:
     indexing = asyncio.ensure_future(model.embed(document))
     await asyncio.to_thread(model.started.wait, 10)
     query = asyncio.ensure_future(model.embed([QUERY]))
-    await asyncio.sleep(0)
+    await queued_texts(model, len(document) - 4 + 1)  # the document's rest and the query
     model.gate.set()
     await asyncio.gather(indexing, query)
 
@@ -83,10 +93,10 @@ async def test_a_cancelled_caller_loses_its_place() -> None:
     first = asyncio.ensure_future(model.embed(["holding the only run slot"]))
     await asyncio.to_thread(model.started.wait, 10)
     gone = asyncio.ensure_future(model.embed([f"never embedded {i}" for i in range(9)]))
-    await asyncio.sleep(0)
+    await queued_texts(model, 9)
     gone.cancel()
     kept = asyncio.ensure_future(model.embed(["still wanted"]))
-    await asyncio.sleep(0)
+    await queued_texts(model, 1)  # the cancelled caller's nine no longer count
     model.gate.set()
     await first
     assert len(await kept) == 1
@@ -103,7 +113,7 @@ async def test_a_failing_run_fails_its_callers_and_the_next_run_works() -> None:
     first = asyncio.ensure_future(model.embed(["first"]))
     await asyncio.to_thread(model.started.wait, 10)
     sharing = [asyncio.ensure_future(model.embed([text])) for text in ("second", "third")]
-    await asyncio.sleep(0)
+    await queued_texts(model, 2)
     model.gate.set()
     assert len(await first) == 1
     outcomes = await asyncio.gather(*sharing, return_exceptions=True)

@@ -78,6 +78,15 @@ class _RunScheduler:
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def waiting(self) -> int:
+        """Texts queued for a run (a cancelled caller's no longer count)."""
+        return sum(
+            not request.future.done()
+            for queue in (self._urgent, self._bulk)
+            for request, _ in queue
+        )
+
     def submit(self, request: _Request, order: Sequence[int], *, urgent: bool) -> None:
         (self._urgent if urgent else self._bulk).extend((request, index) for index in order)
         self._dispatch()
@@ -283,6 +292,11 @@ class MiniLMEmbedder:
         await request.future
         counts = tuple(map(len, ids))
         return EmbeddingResult(request.vectors, sum(counts), counts)
+
+    @property
+    def waiting(self) -> int:
+        """Texts queued for a model run, from every caller."""
+        return sum(scheduler.waiting for scheduler in self._schedulers.values())
 
     def _scheduler(self, loop: asyncio.AbstractEventLoop) -> _RunScheduler:
         scheduler = self._schedulers.get(loop)
