@@ -380,43 +380,68 @@ class EventConsumers:
         topic: Topic,
         handler: BatchHandler,
     ) -> None:
-        events = [event for event, _ in parsed]
+        async def run_claimed(events: Sequence[Event[Any]]) -> int:
+            return await self._run_claimed(list(events), consumer, handler)
+
+        await self.handle_claimed_batch(
+            [event for event, _ in parsed],
+            [record for _, record in parsed],
+            run_claimed,
+            topic=topic.name,
+            group=group,
+        )
+
+    async def handle_claimed_batch(
+        self,
+        events: Sequence[Any],
+        records: Sequence[Any],
+        run_claimed: Callable[[Sequence[Any]], Awaitable[int]],
+        *,
+        topic: str,
+        group: str,
+    ) -> None:
+        """Handle a batch: ``run_claimed`` (one transaction that claims the events, handles the
+        new ones and returns how many were new), retried; if it keeps failing, one event per
+        transaction, so only the poison one goes to the DLQ (``records[i]`` is event i's
+        message). While the database is unreachable nothing is dead-lettered: the batch waits
+        for it and goes on where it was."""
         while True:
             try:
                 async for attempt_state in self.retrying():
                     with attempt_state:
-                        new = await self._run_claimed(events, consumer, handler)
-                CONSUMER_MESSAGES.labels(self.service, topic.name, group, "ok").inc(new)
-                CONSUMER_MESSAGES.labels(self.service, topic.name, group, "duplicate").inc(
+                        new = await run_claimed(events)
+                CONSUMER_MESSAGES.labels(self.service, topic, group, "ok").inc(new)
+                CONSUMER_MESSAGES.labels(self.service, topic, group, "duplicate").inc(
                     len(events) - new
                 )
                 return
             except Exception:
-                CONSUMER_ERRORS.labels(self.service, topic.name, group).inc()
+                CONSUMER_ERRORS.labels(self.service, topic, group).inc()
                 if await self.outlast_database_outage(group):
                     continue
                 log.warning(
                     "batch failed; handling its events one by one", size=len(events), exc_info=True
                 )
                 break
-        for event, record in parsed:
-            try:
-                new = await self._run_claimed([event], consumer, handler)
-                outcome = "ok" if new else "duplicate"
-                CONSUMER_MESSAGES.labels(self.service, topic.name, group, outcome).inc()
-            except Exception as exc:
-                if await self.outlast_database_outage(group):
-                    # the rest of the batch goes round again (claims keep it exactly-once)
-                    await self._handle_batch(parsed, group, consumer, topic, handler)
-                    return
-                await publish_dead_letter(
-                    self.broker,
-                    record,
-                    cause=exc,
-                    attempts=self.max_attempts + 1,
-                    group=group,
-                    service=self.service,
-                )
+        for event, record in zip(events, records, strict=True):
+            while True:
+                try:
+                    new = await run_claimed([event])
+                except Exception as exc:
+                    if await self.outlast_database_outage(group):
+                        continue  # this event again, now that the database answers
+                    await publish_dead_letter(
+                        self.broker,
+                        record,
+                        cause=exc,
+                        attempts=self.max_attempts + 1,
+                        group=group,
+                        service=self.service,
+                    )
+                else:
+                    outcome = "ok" if new else "duplicate"
+                    CONSUMER_MESSAGES.labels(self.service, topic, group, outcome).inc()
+                break
 
     async def _handle(
         self,

@@ -24,7 +24,7 @@ from docuchat_common.events.catalog import (
 from docuchat_common.events.consumer import publish_dead_letter
 from docuchat_common.events.topics import DOCUMENTS, TOKENS
 from docuchat_common.logging import get_logger
-from docuchat_common.metrics import CONSUMER_ERRORS, CONSUMER_LATENCY, CONSUMER_MESSAGES
+from docuchat_common.metrics import CONSUMER_LATENCY, CONSUMER_MESSAGES
 from docuchat_common.service import ServiceRuntime
 from docuchat_common.tasks import stop_task
 from docuchat_usage.metering.repository import MeteringRepository
@@ -258,34 +258,9 @@ class TokensConsumer:
         )
 
     async def _meter(self, batch: Batch) -> None:
-        while True:
-            try:
-                async for attempt in self.consumers.retrying():
-                    with attempt:
-                        new = await self._run_claimed(batch.events)
-                self._count("ok", new)
-                self._count("duplicate", len(batch.events) - new)
-                return
-            except Exception:
-                CONSUMER_ERRORS.labels(self.runtime.name, TOKENS.name, self.group).inc()
-                # A database outage is no fault of the events: hold them, nothing dead-lettered.
-                if await self.consumers.outlast_database_outage(self.group):
-                    continue
-                log.warning(
-                    "batch failed; handling its events one by one",
-                    size=len(batch.events),
-                    exc_info=True,
-                )
-                break
-        for event, record in zip(batch.events, batch.records, strict=True):
-            try:
-                new = await self._run_claimed([event])
-                self._count("ok" if new else "duplicate")
-            except Exception as exc:
-                if await self.consumers.outlast_database_outage(self.group):
-                    await self._meter(batch)  # claims keep what was metered from counting twice
-                    return
-                await self._dead_letter(record, exc, attempts=self.consumers.max_attempts + 1)
+        await self.consumers.handle_claimed_batch(
+            batch.events, batch.records, self._run_claimed, topic=TOKENS.name, group=self.group
+        )
 
     async def _run_claimed(self, events: Sequence[TokensConsumedRecord]) -> int:
         """One transaction: claim the events, meter those that were new, recompute the quota
