@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import http.client
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -47,12 +48,13 @@ _HANDED_OUT: set[int] = set()
 _LOWEST_PORT = 10_000
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ports_outside_the_ephemeral_range() -> range:
+    """Below the kernel's ephemeral range where there is room, else above it."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     except (OSError, ValueError):  # not Linux: the IANA dynamic range
-        return 49_152, 65_535
+        low, high = 49_152, 65_535
+    return range(_LOWEST_PORT, low) if low - _LOWEST_PORT >= 1_000 else range(high + 1, 65_536)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -65,13 +67,9 @@ def free_port(host: str = "127.0.0.1") -> int:
     the service fails to start with "address already in use". Ports below the range are only
     ever taken by an explicit bind.
     """
-    import random
-
-    low, high = _ephemeral_range()
-    ceiling = low if low > _LOWEST_PORT + 1_000 else 65_536
-    floor = _LOWEST_PORT if ceiling == low else high + 1
+    candidates = _ports_outside_the_ephemeral_range()
     for _ in range(200):
-        port = random.randrange(floor, ceiling)  # noqa: S311 - not a secret
+        port = random.choice(candidates)  # noqa: S311 - not a secret
         if port in _HANDED_OUT:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
