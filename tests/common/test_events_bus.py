@@ -321,10 +321,14 @@ async def test_a_database_outage_holds_the_message_instead_of_dead_lettering_it(
         finally:
             await producer.stop()
 
-        async def held() -> bool:  # every attempt failed: the message met the outage
-            return failures() >= before + 3
+        async def held() -> bool:  # every attempt failed, and the consumer holds the message
+            holding = REGISTRY.get_sample_value(
+                "docuchat_consumer_held_messages",
+                {"service": "test", "group": labels["group"]},
+            )
+            return failures() >= before + 3 and holding == 1
 
-        await eventually(held, what="the consumer to meet the outage")
+        await eventually(held, what="the consumer to hold the message")
     finally:
         await allow_connections(url, True)
 

@@ -43,6 +43,11 @@ CONSUMER_ERRORS = Counter(
     "Handler attempts that raised.",
     ["service", "topic", "group"],
 )
+CONSUMER_HELD = Gauge(
+    "docuchat_consumer_held_messages",
+    "Messages a consumer holds because its database is unreachable (handled once it answers).",
+    ["service", "group"],
+)
 CONSUMER_LATENCY = Histogram(
     "docuchat_consumer_handle_seconds",
     "Time to handle one message (all attempts).",

@@ -39,6 +39,7 @@ from docuchat_common.events.topics import DLQ_SUFFIX, Topic
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import (
     CONSUMER_ERRORS,
+    CONSUMER_HELD,
     CONSUMER_LATENCY,
     CONSUMER_MESSAGES,
 )
@@ -221,10 +222,15 @@ class EventConsumers:
         if not await self._database_down():
             return False
         log.warning("database unreachable; holding the message until it answers", group=group)
-        delay = 0.2
-        while await self._database_down():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.outage_poll_max)
+        held = CONSUMER_HELD.labels(self.service, group)
+        held.inc()
+        try:
+            delay = 0.2
+            while await self._database_down():
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.outage_poll_max)
+        finally:
+            held.dec()
         log.info("database reachable again; handling the held message", group=group)
         return True
 
