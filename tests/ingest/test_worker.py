@@ -141,6 +141,34 @@ async def test_an_uploaded_pdf_is_indexed_with_progress_and_metered(
     assert await eventually(points_gone, what="the deleted document's points to leave the index")
 
 
+async def test_a_small_document_is_not_held_up_by_a_long_one_before_it(
+    worker: InProcessService,
+) -> None:
+    tenant = uuid.uuid4()
+    long = await upload(
+        worker, tenant, CORPUS / "docs" / "md" / "commonmark-spec.md", "text/markdown"
+    )
+
+    async def long_started() -> bool:
+        async with worker.runtime.database.transaction() as session:
+            doc = await session.get(Document, long.id)
+        return doc is not None and doc.status == "processing"
+
+    await eventually(long_started, what="the long document to be in the worker")
+    short = await upload(
+        worker,
+        tenant,
+        CORPUS / "docs" / "md" / "pymupdf-test_markdown_bad_unicode.md",
+        "text/markdown",
+    )
+    assert (await settled(worker, short.id)).status == "indexed"
+    async with worker.runtime.database.transaction() as session:
+        still = await session.get(Document, long.id)
+    # Its hundreds of chunks are still in the model; the short one's went ahead of them.
+    assert still is not None and still.status == "processing"
+    assert (await settled(worker, long.id)).status == "indexed"
+
+
 async def test_an_encrypted_pdf_fails_with_its_code_and_the_worker_goes_on(
     worker: InProcessService,
 ) -> None:

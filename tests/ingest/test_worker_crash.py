@@ -22,7 +22,7 @@ from tests.helpers import eventually
 from tests.ingest.conftest import IngestService
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-LONG_PDF = CORPUS / "docs" / "pdf" / "text" / "pdfjs-TAMReview.pdf"
+LONG_DOCUMENT = CORPUS / "docs" / "md" / "commonmark-spec.md"  # ~200 KB: hundreds of chunks
 REPO = Path(__file__).resolve().parents[2]
 # Kubernetes' default terminationGracePeriodSeconds.
 GRACE_SECONDS = 30
@@ -91,7 +91,7 @@ async def test_a_worker_stopped_mid_document_is_replaced_and_the_document_finish
     first = worker_process(DOCUCHAT_CONSUMER_GRACEFUL_TIMEOUT_SECONDS="1")
     uploaded = await ingest.client.post(
         f"/api/v1/knowledge-bases/{kb_id}/documents",
-        files={"file": (LONG_PDF.name, LONG_PDF.read_bytes(), "application/pdf")},
+        files={"file": (LONG_DOCUMENT.name, LONG_DOCUMENT.read_bytes(), "text/markdown")},
         headers=headers,
     )
     assert uploaded.status_code == 202, uploaded.text

@@ -252,6 +252,16 @@ def test_pdf_pages_and_headings() -> None:
     assert dmca.page_count == 18
 
 
+def test_pdf_text_without_unicode_mapping_is_left_out() -> None:
+    """Most pages of this paper use fonts without a Unicode mapping: PyMuPDF reads their
+    glyphs as U+FFFD. Only the readable text is kept (the garbage would fill chunks with
+    unknown tokens and surface in searches)."""
+    doc = _parse(CORPUS / "docs/pdf/text/pdfjs-TAMReview.pdf")
+    assert doc.page_count == 23
+    assert "Overview of the Technology Acceptance Model" in doc.text
+    assert doc.text.count("\ufffd") < 0.05 * len(doc.text)
+
+
 @pytest.mark.parametrize(
     ("name", "word"),
     [

@@ -21,7 +21,7 @@ import asyncio
 import inspect
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any
 
 from faststream import AckPolicy, BaseMiddleware
@@ -36,6 +36,7 @@ from docuchat_common.context import bound_context
 from docuchat_common.db import Database
 from docuchat_common.events.envelope import Event, UnknownEvent
 from docuchat_common.events.topics import DLQ_SUFFIX, Topic
+from docuchat_common.events.windowed import WindowedSubscriber
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import (
     CONSUMER_ERRORS,
@@ -198,6 +199,7 @@ class EventConsumers:
         self.group_prefix = group_prefix
         self.groups: list[tuple[str, str]] = []
         self.outage_poll_max = 5.0
+        self.windows: list[WindowedSubscriber] = []
 
     def retrying(self) -> AsyncRetrying:
         """In-process retries of a handler: ``max_attempts``, exponential backoff."""
@@ -254,7 +256,7 @@ class EventConsumers:
 
         async def handle(event: Any, message: KafkaMessage) -> None:
             started = time.perf_counter()
-            outcome = await self._handle(
+            outcome = await self.handle_one(
                 event, message, group=group, consumer=consumer, handler=handler, wanted=wanted
             )
             CONSUMER_MESSAGES.labels(self.service, topic.name, group, outcome).inc()
@@ -337,6 +339,38 @@ class EventConsumers:
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
         )
+
+    def subscribe_windowed(
+        self,
+        topic: Topic,
+        events: Sequence[type[Event[Any]]],
+        *,
+        group: str,
+        handler: EventHandler,
+        window: int,
+        ordering_key: Callable[[Any], Hashable],
+        description: str | None = None,
+    ) -> None:
+        """Like :meth:`subscribe`, for slow handlers: up to ``window`` events handled at once,
+        those with the same ``ordering_key`` in their order (see ``windowed``)."""
+        subscriber = WindowedSubscriber(
+            self,
+            topic=topic,
+            events=events,
+            group=self.group_prefix + group,
+            consumer=group,  # claims are per logical consumer (see subscribe)
+            handler=handler,
+            window=window,
+            ordering_key=ordering_key,
+        )
+        subscriber.register(description or handler.__doc__)
+        self.windows.append(subscriber)
+        self.groups.append((subscriber.group, topic.name))
+
+    async def drain(self, grace: float) -> None:
+        """At stop, beside the broker's: the windowed subscribers finish (or abandon) what they
+        have in flight and commit it."""
+        await asyncio.gather(*(window.drain(grace) for window in self.windows))
 
     def _register(
         self,
@@ -449,7 +483,7 @@ class EventConsumers:
                     CONSUMER_MESSAGES.labels(self.service, topic, group, outcome).inc()
                 break
 
-    async def _handle(
+    async def handle_one(
         self,
         event: Event[Any],
         message: Any,
@@ -459,6 +493,8 @@ class EventConsumers:
         handler: EventHandler,
         wanted: tuple[type[Event[Any]], ...],
     ) -> str:
+        """Handle one event (claim, handler, retries, held through a database outage): its
+        outcome ("ok", "duplicate", "ignored"), or HandlerFailedError once it keeps failing."""
         tenant = str(event.tenant_id) if event.tenant_id else None
         with bound_context(
             correlation_id=event.correlation_id or getattr(message, "correlation_id", None),

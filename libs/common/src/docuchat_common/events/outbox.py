@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -162,15 +162,16 @@ class OutboxRelay:
         """Publish one batch; returns how many rows were published."""
         t = self.table
         async with self.database.transaction() as session:
-            locked = await session.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self._lock_key}
-            )
-            if not locked:
-                return 0
+            # The lock is taken by the query itself (one round trip less per round: the relay
+            # runs after nearly every commit that writes an event): a relay that does not get
+            # it reads no rows. Re-taking it per row within the transaction is free.
             rows = (
                 await session.execute(
                     select(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.headers)
-                    .where(t.c.published_at.is_(None))
+                    .where(
+                        t.c.published_at.is_(None),
+                        func.pg_try_advisory_xact_lock(self._lock_key),
+                    )
                     .order_by(t.c.seq)
                     .limit(self.batch_size)
                 )
@@ -203,8 +204,13 @@ class OutboxRelay:
                     .where(t.c.id.in_(done))
                     .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1)
                 )
-            pending = await session.scalar(
-                select(func.count()).select_from(t).where(t.c.published_at.is_(None))
+            # A part batch was all there was (what was written since woke us again already).
+            pending = (
+                await session.scalar(
+                    select(func.count()).select_from(t).where(t.c.published_at.is_(None))
+                )
+                if len(rows) == self.batch_size
+                else len(rows) - len(done)
             )
         OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
         OUTBOX_PENDING.labels(self.service).set(pending or 0)

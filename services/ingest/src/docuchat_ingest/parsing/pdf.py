@@ -90,7 +90,7 @@ def _text_blocks(page: Any) -> list[_TBlock]:
             if text.strip():
                 lines.append(text.strip())
         text = _join_lines(lines)
-        if not text:
+        if not text or _undecodable(text):
             continue
         x0, y0, x1, y1 = b["bbox"]
         size = sizes.most_common(1)[0][0] if sizes else 0.0
@@ -100,6 +100,18 @@ def _text_blocks(page: Any) -> list[_TBlock]:
             )
         )
     return out
+
+
+# A font without a Unicode mapping yields U+FFFD for its glyphs: such text is noise to search
+# and to the model (a 200-token chunk of it held 6,000 characters), so the block is dropped.
+UNDECODABLE_SHARE = 0.3
+
+
+def _undecodable(text: str) -> bool:
+    """Whether so much of the text is U+FFFD (glyphs without a Unicode mapping) that the rest
+    is noise."""
+    unknown = text.count("\ufffd")
+    return unknown > 0 and unknown >= UNDECODABLE_SHARE * (len(text) - text.count(" "))
 
 
 def _join_lines(lines: list[str]) -> str:

@@ -13,7 +13,10 @@ from docuchat_ingest.worker.service import IndexingService
 
 DOCUMENTS_GROUP = "ingest.worker"
 TENANTS_GROUP = "ingest.worker.tenants"
-MAX_DOCUMENTS_AT_ONCE = 8
+# Documents in flight at once: enough that one parses while others embed and that many small
+# documents fill the model's batches together; each holds its file, its text and a database
+# connection until it is done.
+DOCUMENTS_IN_FLIGHT = 8
 
 
 def register(runtime: ServiceRuntime) -> None:
@@ -21,36 +24,26 @@ def register(runtime: ServiceRuntime) -> None:
         indexing: IndexingService = runtime.state["indexing"]
         return indexing
 
-    async def on_documents(events: list[Any], session: AsyncSession) -> None:
-        """Index uploaded documents (a run of them side by side); drop deleted documents'
-        points. Events keep their order: an upload and a later delete of the same document
-        happen in that order."""
-        uploads: list[DocumentUploaded] = []
-        for event in events:
-            if isinstance(event, DocumentUploaded):
-                uploads.append(event)
-                continue
-            if uploads:
-                await service().index_many(uploads, session)
-                uploads = []
-            if isinstance(event, DocumentDeleted) and event.tenant_id is not None:
-                await service().forget_document(event.tenant_id, event.data.document_id)
-        if uploads:
-            await service().index_many(uploads, session)
+    async def on_document(event: Any, session: AsyncSession) -> None:
+        """Index an uploaded document; drop a deleted document's points and file. Other
+        documents' events overtake a slow one; a document's own events keep their order (an
+        upload, then its delete)."""
+        if isinstance(event, DocumentUploaded):
+            await service().index(event, session)
+        elif isinstance(event, DocumentDeleted) and event.tenant_id is not None:
+            await service().forget_document(event.tenant_id, event.data.document_id)
 
     async def on_tenant(event: Any, session: AsyncSession) -> None:
         """A deleted tenant's points leave the index."""
         if isinstance(event, TenantDeleted):
             await service().forget_tenant(event.data.tenant_id)
 
-    runtime.consumers.subscribe_batch(
+    runtime.consumers.subscribe_windowed(
         DOCUMENTS,
         [DocumentUploaded, DocumentDeleted],
         group=DOCUMENTS_GROUP,
-        handler=on_documents,
-        # A few documents at a time: enough to fill the model's batches with small documents,
-        # few enough that a batch finishes well within the broker's poll interval.
-        max_records=MAX_DOCUMENTS_AT_ONCE,
-        batch_timeout_ms=100,
+        handler=on_document,
+        window=DOCUMENTS_IN_FLIGHT,
+        ordering_key=lambda event: event.data.document_id,
     )
     runtime.consumers.subscribe(TENANTS, [TenantDeleted], group=TENANTS_GROUP, handler=on_tenant)

@@ -9,9 +9,7 @@ short transactions of its own, so clients watching the document see it move.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -74,18 +72,11 @@ class IndexingService:
         self.store = store
 
     async def index(self, event: DocumentUploaded, session: AsyncSession) -> None:
-        await self.index_many([event], session)
-
-    async def index_many(self, events: Sequence[DocumentUploaded], session: AsyncSession) -> None:
-        """Index the documents side by side (their chunks share model runs through the
-        coalescing embedder; one parses while another embeds), then record each outcome in the
-        caller's transaction, the one that claims the events."""
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._prepare(event)) for event in events]
-        for task in tasks:
-            outcome = task.result()
-            if outcome is not None:
-                await self._record(session, outcome.document, outcome.values, *outcome.events)
+        """Index the document, then record its outcome in the caller's transaction, the one
+        that claims the event."""
+        outcome = await self._prepare(event)
+        if outcome is not None:
+            await self._record(session, outcome.document, outcome.values, *outcome.events)
 
     async def _prepare(self, event: DocumentUploaded) -> _Outcome | None:
         with bound_context(

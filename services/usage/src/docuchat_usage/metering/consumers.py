@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from docuchat_common.events.catalog import (
     event_union,
 )
 from docuchat_common.events.consumer import publish_dead_letter
+from docuchat_common.events.records import parse_records, raw_values
 from docuchat_common.events.topics import DOCUMENTS, TOKENS
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_LATENCY, CONSUMER_MESSAGES
@@ -175,8 +176,8 @@ class TokensConsumer:
             batch_timeout_ms=20,
             # Room for a whole batch and the next one in the fetch buffer.
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            parser=_parse_batch,
-            decoder=_raw_values,
+            parser=parse_records,
+            decoder=raw_values,
         )(handle)
         self.consumers.groups.append((self.group, TOKENS.name))
         self.runtime.on_stop(self.drain)
@@ -295,21 +296,3 @@ def _offsets_after(records: Sequence[ConsumerRecord[Any, Any]]) -> dict[TopicPar
     partition's records come in offset order, so its last one is its highest."""
     last = {(record.topic, record.partition): record.offset for record in records}
     return {TopicPartition(*partition): offset + 1 for partition, offset in last.items()}
-
-
-async def _parse_batch(
-    records: tuple[ConsumerRecord[Any, Any], ...],
-    default_parser: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[KafkaMessage]],
-) -> KafkaMessage:
-    """FastStream parser: the default one reads every record's headers (and tracing then
-    extracts a context from each); a batch of thousands is traced as its first event's."""
-    message = await default_parser(records[:1])
-    message.raw_message = records
-    message.body = [record.value for record in records]
-    return message
-
-
-def _raw_values(message: KafkaMessage) -> list[bytes]:
-    """FastStream decoder: the batch's bytes as they are (the handler decodes them)."""
-    body: list[bytes] = message.body  # type: ignore[assignment]
-    return body
