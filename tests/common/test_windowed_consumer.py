@@ -21,6 +21,7 @@ from docuchat_common.events.bus import create_broker
 from docuchat_common.events.consumer import DLQ_ATTEMPTS_HEADER, EventConsumers
 from docuchat_common.events.envelope import Event, EventData
 from docuchat_common.events.topics import Topic, ensure_topics
+from docuchat_common.events.windowed import WindowedSubscriber
 from docuchat_common.settings import ServiceSettings
 from docuchat_usage.models import processed_events as processed_table
 from tests.helpers import eventually, read_topic
@@ -76,7 +77,8 @@ class Window:
             self.in_flight -= 1
         self.finished.append(n)
 
-    async def send(self, *steps: tuple[int, str] | bytes) -> None:
+    async def send(self, *steps: tuple[int, str] | tuple[int, str, int] | bytes) -> None:
+        """Events (number, key[, partition]) or raw bytes, in this order."""
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
         await producer.start()
         try:
@@ -84,12 +86,15 @@ class Window:
                 if isinstance(step, bytes):
                     await producer.send_and_wait(self.topic.name, step, key=b"k")
                     continue
-                n, key = step
+                n, key = step[0], step[1]
                 event = StepTaken(
                     tenant_id=uuid.uuid4(), source="test", data=StepData(n=n, key=key)
                 )
                 body = json.dumps(event.to_json_dict()).encode()
-                await producer.send_and_wait(self.topic.name, body, key=key.encode())
+                partition = step[2] if len(step) == 3 else None
+                await producer.send_and_wait(
+                    self.topic.name, body, key=key.encode(), partition=partition
+                )
         finally:
             await producer.stop()
 
@@ -100,12 +105,12 @@ class Window:
             )
             return [(r[0], r[1]) for r in rows]
 
-    async def committed(self) -> int | None:
-        """The group's committed offset on the topic's one partition."""
+    async def committed(self, partition: int = 0) -> int | None:
+        """The group's committed offset on one of the topic's partitions."""
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group)
         await reader.start()
         try:
-            offset: int | None = await reader.committed(TopicPartition(self.topic.name, 0))
+            offset: int | None = await reader.committed(TopicPartition(self.topic.name, partition))
             return offset
         finally:
             await reader.stop()
@@ -119,9 +124,7 @@ async def make_window(
     infra: Any, databases: dict[str, str], group_prefix: str
 ) -> AsyncIterator[WindowFactory]:
     bootstrap = infra.bootstrap_servers
-    # One partition: the order of offsets is the order of sending.
-    topic = Topic(f"test.window.{uuid.uuid4().hex[:8]}", 1, "windowed probe")
-    await ensure_topics(bootstrap, [topic, topic.dlq])
+    topics: list[Topic] = []
     database = Database(databases["usage"], pool_size=8)
     async with database.transaction() as session:
         await session.execute(
@@ -129,7 +132,13 @@ async def make_window(
         )
     started: list[EventConsumers] = []
 
-    async def make(window: int) -> Window:
+    async def make(window: int, *, partitions: int = 1) -> Window:
+        """A consumer of the test's topic (created by the first call: one partition unless
+        told, so that the order of offsets is the order of sending)."""
+        if not topics:
+            topics.append(Topic(f"test.window.{uuid.uuid4().hex[:8]}", partitions, "probe"))
+            await ensure_topics(bootstrap, [topics[0], topics[0].dlq])
+        topic = topics[0]
         settings = ServiceSettings(
             environment="test",
             database_url=databases["usage"],
@@ -162,7 +171,7 @@ async def make_window(
 
     yield make
     for consumers in started:
-        await asyncio.gather(consumers.drain(0.1), consumers.broker.stop())
+        await consumers.stop(0.1)
     await database.dispose()
 
 
@@ -210,6 +219,11 @@ async def test_the_window_bounds_the_events_in_flight(make_window: WindowFactory
     window = await make_window(2)
     window.hold(1, 2, 3, 4, 5)
     await window.send(*((n, f"key-{n}") for n in range(1, 6)))
+    subscriber = window.consumers.windows[0]
+    # The fetch loop does not wait for the handlers: more are read meanwhile (so the consumer
+    # keeps polling however long its events take), up to a window's worth, then it pauses.
+    await eventually(lambda: _waiting_is(subscriber, 2), what="two events read and waiting")
+    assert subscriber.in_flight == 2
     for n in range(1, 6):
         await eventually(lambda n=n: _has_started(window, n), what=f"event {n} started")
         window.release(n)
@@ -223,7 +237,7 @@ async def test_a_stop_delivers_again_only_what_was_in_flight(make_window: Window
     await first.send((1, "a"), (2, "b"), (3, "c"))
     await eventually(lambda: _effects_count(first, 2), what="the events behind the held one")
     # The stop gives event 1 a moment, then abandons it, uncommitted.
-    await asyncio.gather(first.consumers.drain(0.05), first.consumers.broker.stop())
+    await first.consumers.stop(0.05)
     assert 1 not in first.finished
 
     second = await make_window(4)
@@ -246,8 +260,41 @@ async def test_a_malformed_message_is_dead_lettered_and_passed(
     assert await eventually(lambda: _committed_is(window, 2), what="offsets past both")
 
 
+async def test_a_rebalance_mid_window_handles_every_event_once(make_window: WindowFactory) -> None:
+    """A second worker joins while the first has events in flight on both partitions (KEDA
+    adding a replica): the first commits what is done and lets the partitions go; the new
+    owner reads the rest again, and the claims drop what the first finishes."""
+    first = await make_window(4, partitions=2)
+    first.hold(1, 2)
+    await first.send(*((n, f"key-{n}", n % 2) for n in range(1, 9)))
+    await eventually(lambda: _effects_count(first, 6), what="all but the two held events")
+
+    second = await make_window(4)
+    await eventually(lambda: _has_joined(second), what="the second consumer to get a partition")
+    first.release(1)
+    first.release(2)
+    await eventually(lambda: _effects_count(first, 8), what="the two held events")
+    assert await first.effects() == [(n, 1) for n in range(1, 9)]
+    assert await eventually(
+        lambda: _committed_are(first, {0: 4, 1: 4}), what="both partitions committed to the end"
+    )
+
+
+async def _has_joined(window: Window) -> bool:
+    kafka = window.consumers.windows[0]._kafka
+    return kafka is not None and bool(kafka.assignment())
+
+
+async def _committed_are(window: Window, offsets: dict[int, int]) -> bool:
+    return all([await window.committed(p) == offset for p, offset in offsets.items()])
+
+
 async def _effects_count(window: Window, n: int) -> bool:
     return len(await window.effects()) >= n
+
+
+async def _waiting_is(subscriber: WindowedSubscriber, n: int) -> bool:
+    return subscriber.waiting == n
 
 
 async def _has_started(window: Window, n: int) -> bool:

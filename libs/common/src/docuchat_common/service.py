@@ -213,12 +213,7 @@ class ServiceRuntime:
         async with _step("outbox relay"):
             await self.relay.stop()
         async with _step("consumers"):
-            # Side by side, within one graceful timeout: the windowed consumers' events in
-            # flight and every other subscriber's message.
-            await asyncio.gather(
-                self.consumers.drain(self.settings.consumer_graceful_timeout_seconds),
-                self.broker.stop(),
-            )
+            await self.consumers.stop(self.settings.consumer_graceful_timeout_seconds)
         for hook in reversed(self._on_stop):
             with contextlib.suppress(Exception):
                 async with _step(getattr(hook, "__qualname__", "stop hook")):

@@ -367,10 +367,19 @@ class EventConsumers:
         self.windows.append(subscriber)
         self.groups.append((subscriber.group, topic.name))
 
-    async def drain(self, grace: float) -> None:
-        """At stop, beside the broker's: the windowed subscribers finish (or abandon) what they
-        have in flight and commit it."""
-        await asyncio.gather(*(window.drain(grace) for window in self.windows))
+    async def stop(self, grace: float) -> None:
+        """Stop consuming, within one graceful timeout: every subscriber finishes (or abandons)
+        its message while the windowed ones finish (or abandon) their events in flight and
+        commit them before their Kafka consumers close; then the broker."""
+        windowed = [window.subscriber for window in self.windows]
+
+        async def windows() -> None:
+            await asyncio.gather(*(window.drain(grace) for window in self.windows))
+            await asyncio.gather(*(subscriber.stop() for subscriber in windowed))
+
+        others = [s for s in self.broker.subscribers if all(s is not w for w in windowed)]
+        await asyncio.gather(windows(), *(subscriber.stop() for subscriber in others))
+        await self.broker.stop()
 
     def _register(
         self,

@@ -13,6 +13,12 @@ are handled one after another in their order; others overtake each other freely.
 Offsets are committed by hand, per partition, up to the first event not yet done: whatever is
 in flight when the process stops, dies or loses the partition is delivered again, and the
 claims drop what was already done.
+
+The fetch loop never waits for a handler: events beyond the window queue up, and while a
+window's worth waits the partitions are paused (and resumed once half of it has started). So
+the consumer keeps polling however long its events take: it is never dropped from its group
+for exceeding ``max.poll.interval.ms`` (a batch subscriber is, when one batch of large
+documents outlasts it), and a stop never waits for a fetch.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import SkipValidation, TypeAdapter, ValidationError
@@ -52,6 +58,27 @@ class _InFlight:
 
     offset: int
     done: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    """An event read while the window was full."""
+
+    event: Event[Any]
+    record: ConsumerRecord[Any, Any]
+    entry: _InFlight
+    partition: TopicPartition
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, subscriber: WindowedSubscriber) -> None:
+        self.subscriber = subscriber
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.subscriber.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
 
 
 class WindowedSubscriber:
@@ -84,18 +111,25 @@ class WindowedSubscriber:
         self.body_type = event_union(*events)
         self._adapter: TypeAdapter[Any] = TypeAdapter(self.body_type)
         self._partitions: dict[TopicPartition, deque[_InFlight]] = {}
+        self._waiting: deque[_Waiting] = deque()
         self._last_of_key: dict[Hashable, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots: asyncio.Semaphore | None = None
+        self._running = 0
+        self._paused = False
         self._commit_lock: asyncio.Lock | None = None
         self._kafka: AIOKafkaConsumer | None = None
         self._stopping = False
-        self._drained = asyncio.Event()
+        self.subscriber: Any = None  # FastStream's, once registered
 
     @property
     def in_flight(self) -> int:
-        """Events being handled (or waiting for an earlier one with their key)."""
-        return len(self._tasks)
+        """Events started and not yet done (some may wait for an earlier one with their key)."""
+        return self._running
+
+    @property
+    def waiting(self) -> int:
+        """Events read but not started: the window is full."""
+        return len(self._waiting)
 
     def register(self, description: str | None) -> None:
         async def handle(bodies: list[bytes], message: KafkaMessage) -> None:
@@ -117,7 +151,7 @@ class WindowedSubscriber:
         )
         handle.__name__ = f"{self.group}__{self.topic.name}".replace(".", "_").replace("-", "_")
         handle.__doc__ = description
-        self.consumers.broker.subscriber(
+        self.subscriber = self.consumers.broker.subscriber(
             self.topic.name,
             group_id=self.group,
             auto_offset_reset="earliest",
@@ -132,39 +166,63 @@ class WindowedSubscriber:
             batch_timeout_ms=20,
             parser=parse_records,
             decoder=raw_values,
-        )(handle)
+            listener=_Rebalance(self),
+        )
+        self.subscriber(handle)
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Partitions go to another consumer (a rebalance): commit what is done, then forget
+        them. Their events in flight finish here (the new owner's claim waits for theirs and
+        then drops the event); those waiting are the new owner's to read."""
+        await self._commit()
+        for partition in partitions:
+            self._partitions.pop(partition, None)
+        self._waiting = deque(w for w in self._waiting if w.partition not in partitions)
+        self._paused = False  # the next assignment starts unpaused
 
     async def take(self, records: Sequence[ConsumerRecord[Any, Any]], kafka: Any) -> None:
-        """Start each record's event as soon as the window has room (until then the fetch
-        loop waits here: that is the backpressure), then return for more."""
+        """Queue the records' events, start as many as the window has room for, and return
+        at once for more (pausing the partitions while a window's worth waits)."""
         self._kafka = kafka
-        if self._slots is None or self._commit_lock is None:
-            self._slots = asyncio.Semaphore(self.window)
+        if self._commit_lock is None:
             self._commit_lock = asyncio.Lock()
+        if self._stopping:
+            return  # not committed: delivered again after the restart
         for record in records:
-            if self._stopping:
-                break  # not committed: delivered again after the restart
             entry = self._track(record)
             event = await self._decode(record)
             if event is None:
                 entry.done = True
                 continue
-            await self._slots.acquire()
-            if self._stopping:
-                self._slots.release()
-                break
-            key = self.ordering_key(event)
+            partition = TopicPartition(record.topic, record.partition)
+            self._waiting.append(_Waiting(event, record, entry, partition))
+        self._start_waiting()
+        if len(self._waiting) >= self.window and not self._paused:
+            kafka.pause(*kafka.assignment())
+            self._paused = True
+        await self._commit()
+
+    def _start_waiting(self) -> None:
+        """Start waiting events, oldest first, while the window has room; resume fetching
+        once half a window's worth is left."""
+        kafka = self._kafka
+        assigned = kafka.assignment() if kafka is not None else set()
+        while self._waiting and self._running < self.window and not self._stopping:
+            waiting = self._waiting.popleft()
+            if waiting.partition not in assigned:
+                continue  # the partition went to another consumer: it reads the event again
+            key = self.ordering_key(waiting.event)
             earlier = self._last_of_key.get(key)
-            task = asyncio.create_task(self._handle(event, record, entry, earlier))
+            self._running += 1
+            task = asyncio.create_task(
+                self._handle(waiting.event, waiting.record, waiting.entry, earlier)
+            )
             self._last_of_key[key] = task
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._forget, key=key))
-        if self._stopping:
-            # FastStream closes the consumer once this call returns: not before the drain has
-            # committed what finished.
-            await self._drained.wait()
-            return
-        await self._commit()
+        if self._paused and len(self._waiting) <= self.window // 2 and kafka is not None:
+            kafka.resume(*kafka.paused())
+            self._paused = False
 
     def _track(self, record: ConsumerRecord[Any, Any]) -> _InFlight:
         partition = TopicPartition(record.topic, record.partition)
@@ -172,8 +230,10 @@ class WindowedSubscriber:
         if entries and record.offset <= entries[-1].offset:
             # Read again from its committed offset: the partition went to another consumer and
             # came back. What is still in flight from before commits nothing any more (its
-            # events are delivered again; the claims drop what it finishes).
+            # events are delivered again; the claims drop what it finishes), and what waited
+            # is read again.
             entries = self._partitions[partition] = deque()
+            self._waiting = deque(w for w in self._waiting if w.partition != partition)
         entry = _InFlight(record.offset)
         entries.append(entry)
         return entry
@@ -214,7 +274,6 @@ class WindowedSubscriber:
     ) -> None:
         from docuchat_common.events.consumer import HandlerFailedError, publish_dead_letter
 
-        assert self._slots is not None
         started = time.perf_counter()
         try:
             if earlier is not None:
@@ -245,7 +304,8 @@ class WindowedSubscriber:
             # offset stays uncommitted, so it comes again after a restart or rebalance.
             log.exception("event neither handled nor dead-lettered", event_id=str(event.id))
         finally:
-            self._slots.release()
+            self._running -= 1
+            self._start_waiting()
             CONSUMER_LATENCY.labels(self.consumers.service, self.topic.name, self.group).observe(
                 time.perf_counter() - started
             )
@@ -275,21 +335,17 @@ class WindowedSubscriber:
                 log.info("offsets not committed; the events will be delivered again", exc_info=True)
 
     async def drain(self, grace: float) -> None:
-        """At stop (beside the broker's): start nothing more, give what is in flight ``grace``
-        seconds to finish and commit it; what is still going then is abandoned, uncommitted
-        (delivered again)."""
+        """At stop, before the Kafka consumer closes: start nothing more, give what is in
+        flight ``grace`` seconds to finish and commit it; what is still going then is
+        abandoned, and it and whatever waited are delivered again (uncommitted)."""
         self._stopping = True
-        try:
-            if self._tasks:
-                _done, held = await asyncio.wait(set(self._tasks), timeout=grace)
-                for task in held:
-                    log.warning(
-                        "event abandoned at stop; it will be delivered again", group=self.group
-                    )
-                    await stop_task(task)
-            await self._commit()
-        finally:
-            self._drained.set()
+        self._waiting.clear()
+        if self._tasks:
+            _done, held = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in held:
+                log.warning("event abandoned at stop; it will be delivered again", group=self.group)
+                await stop_task(task)
+        await self._commit()
 
     def _count(self, outcome: str) -> None:
         CONSUMER_MESSAGES.labels(self.consumers.service, self.topic.name, self.group, outcome).inc()
