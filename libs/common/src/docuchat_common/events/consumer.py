@@ -200,6 +200,7 @@ class EventConsumers:
         self.groups: list[tuple[str, str]] = []
         self.outage_poll_max = 5.0
         self.windows: list[WindowedSubscriber] = []
+        self._draining: list[tuple[Any, Callable[[float], Awaitable[None]]]] = []
 
     def retrying(self) -> AsyncRetrying:
         """In-process retries of a handler: ``max_attempts``, exponential backoff."""
@@ -366,19 +367,28 @@ class EventConsumers:
         subscriber.register(description or handler.__doc__)
         self.windows.append(subscriber)
         self.groups.append((subscriber.group, topic.name))
+        self.drain_before_close(subscriber.subscriber, subscriber.drain)
+
+    def drain_before_close(
+        self, subscriber: Any, drain: Callable[[float], Awaitable[None]]
+    ) -> None:
+        """At stop, run ``drain(grace)`` before the FastStream ``subscriber``'s Kafka consumer
+        closes: a consumer that commits its offsets by hand after work of its own (windowed,
+        usage's token stream) can still commit what it finishes."""
+        self._draining.append((subscriber, drain))
 
     async def stop(self, grace: float) -> None:
         """Stop consuming, within one graceful timeout: every subscriber finishes (or abandons)
-        its message while the windowed ones finish (or abandon) their events in flight and
-        commit them before their Kafka consumers close; then the broker."""
-        windowed = [window.subscriber for window in self.windows]
+        its message while those that commit by hand drain (finish or abandon their work in
+        flight, and commit it) before their Kafka consumers close; then the broker."""
+        held = [subscriber for subscriber, _ in self._draining]
 
-        async def windows() -> None:
-            await asyncio.gather(*(window.drain(grace) for window in self.windows))
-            await asyncio.gather(*(subscriber.stop() for subscriber in windowed))
+        async def drained() -> None:
+            await asyncio.gather(*(drain(grace) for _, drain in self._draining))
+            await asyncio.gather(*(subscriber.stop() for subscriber in held))
 
-        others = [s for s in self.broker.subscribers if all(s is not w for w in windowed)]
-        await asyncio.gather(windows(), *(subscriber.stop() for subscriber in others))
+        others = [s for s in self.broker.subscribers if all(s is not h for h in held)]
+        await asyncio.gather(drained(), *(subscriber.stop() for subscriber in others))
         await self.broker.stop()
 
     def _register(

@@ -161,7 +161,7 @@ class TokensConsumer:
             "Meter LLM and embedding tokens; tenants crossing a threshold get quota.changed."
         )
         handle.__doc__ = description
-        self.runtime.broker.subscriber(
+        subscriber = self.runtime.broker.subscriber(
             TOKENS.name,
             group_id=self.group,
             auto_offset_reset="earliest",
@@ -178,9 +178,11 @@ class TokensConsumer:
             max_partition_fetch_bytes=4 * 1024 * 1024,
             parser=parse_records,
             decoder=raw_values,
-        )(handle)
+        )
+        subscriber(handle)
         self.consumers.groups.append((self.group, TOKENS.name))
-        self.runtime.on_stop(self.drain)
+        # The batch in flight commits its offsets before the Kafka consumer closes.
+        self.consumers.drain_before_close(subscriber, self.drain)
 
     async def take(
         self, records: Sequence[ConsumerRecord[Any, Any]], consumer: AIOKafkaConsumer
@@ -189,26 +191,22 @@ class TokensConsumer:
         database, one transaction per lane of tenants, and return for the next one."""
         lanes = (await self.decode(list(records))).lanes(TOKENS_LANES)
         commit = self.commit(lanes, _offsets_after(records), consumer)
-        await self.drain()
+        in_flight, self.in_flight = self.in_flight, []
+        await asyncio.gather(*in_flight)
         if self.stopping:
             await commit
             return
         self.in_flight = [asyncio.create_task(commit)]
         await asyncio.sleep(0)  # let it send its first statements before Kafka has us again
 
-    async def drain(self, _: ServiceRuntime | None = None) -> None:
-        """Wait for the batch in flight (at stop: and handle any later batch inline)."""
+    async def drain(self, grace: float) -> None:
+        """At stop: the batch in flight gets ``grace`` seconds (any later batch is handled
+        inline). A batch held by a database outage would keep the stop waiting: past the grace
+        it is abandoned, its offsets uncommitted (delivered again; the claims make that safe)."""
         in_flight, self.in_flight = self.in_flight, []
-        if _ is None:
-            await asyncio.gather(*in_flight)
-            return
         self.stopping = True
         if not in_flight:
             return
-        # A batch held by a database outage would keep the stop waiting: past the consumers'
-        # grace it is abandoned, its offsets uncommitted (delivered again; the claims make
-        # that safe).
-        grace = self.runtime.settings.consumer_graceful_timeout_seconds
         _done, held = await asyncio.wait(in_flight, timeout=grace)
         for task in held:
             log.warning("token batch abandoned at stop; it will be delivered again")
