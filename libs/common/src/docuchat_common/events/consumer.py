@@ -27,6 +27,7 @@ from typing import Any
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from pydantic import SkipValidation
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +36,7 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 from docuchat_common.context import bound_context
 from docuchat_common.db import Database
 from docuchat_common.events.envelope import Event, UnknownEvent
+from docuchat_common.events.records import parse_records, raw_values
 from docuchat_common.events.topics import DLQ_SUFFIX, Topic
 from docuchat_common.events.windowed import WindowedSubscriber
 from docuchat_common.logging import get_logger
@@ -364,10 +366,82 @@ class EventConsumers:
             window=window,
             ordering_key=ordering_key,
         )
-        subscriber.register(description or handler.__doc__)
+        subscriber.subscriber = self.subscribe_records(
+            topic,
+            events,
+            group=subscriber.group,
+            take=subscriber.take,
+            drain=subscriber.drain,
+            description=description or handler.__doc__,
+            max_records=window,
+            listener=subscriber.rebalance_listener(),
+        )
         self.windows.append(subscriber)
-        self.groups.append((subscriber.group, topic.name))
-        self.drain_before_close(subscriber.subscriber, subscriber.drain)
+
+    def subscribe_records(
+        self,
+        topic: Topic,
+        events: Sequence[type[Event[Any]]],
+        *,
+        group: str,
+        take: Callable[[Sequence[Any], Any], Awaitable[None]],
+        drain: Callable[[float], Awaitable[None]],
+        description: str | None,
+        max_records: int,
+        **options: Any,
+    ) -> Any:
+        """Subscribe a consumer with a path of its own: ``take(records, kafka_consumer)`` gets
+        each batch's Kafka records as they came and commits their offsets by hand (it may
+        return before they are done); ``drain(grace)`` runs at stop, before the Kafka consumer
+        closes. ``group`` is the whole group id. AsyncAPI documents ``events``. Returns
+        FastStream's subscriber."""
+        from docuchat_common.events.catalog import event_union
+
+        async def handle(bodies: list[bytes], message: KafkaMessage) -> None:
+            try:
+                await take(message.raw_message, message.consumer)
+            except Exception:
+                # Not one of its events may be passed over (the next batch's offsets would):
+                # the consumer goes back to the batch's first offsets and reads it again.
+                await message.nack()
+                raise
+
+        # FastStream passes the bytes through unvalidated.
+        handle.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    "bodies",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    annotation=SkipValidation[list[event_union(*events)]],  # type: ignore[misc]
+                ),
+                inspect.Parameter(
+                    "message", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=KafkaMessage
+                ),
+            ],
+            return_annotation=None,
+        )
+        handle.__name__ = f"{group}__{topic.name}".replace(".", "_").replace("-", "_")
+        handle.__doc__ = description
+        subscriber = self.broker.subscriber(
+            topic.name,
+            group_id=group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            title=f"{group}:{topic.name}",
+            description=description,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=20,
+            parser=parse_records,
+            decoder=raw_values,
+            **options,
+        )
+        subscriber(handle)
+        self.groups.append((group, topic.name))
+        self.drain_before_close(subscriber, drain)
+        return subscriber
 
     def drain_before_close(
         self, subscriber: Any, drain: Callable[[float], Awaitable[None]]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -33,12 +32,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from faststream import AckPolicy
-from faststream.kafka.annotations import KafkaMessage
-from pydantic import SkipValidation, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from docuchat_common.events.envelope import Event, UnknownEvent
-from docuchat_common.events.records import parse_records, raw_values
 from docuchat_common.events.topics import Topic
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_LATENCY, CONSUMER_MESSAGES
@@ -131,44 +127,8 @@ class WindowedSubscriber:
         """Events read but not started: the window is full."""
         return len(self._waiting)
 
-    def register(self, description: str | None) -> None:
-        async def handle(bodies: list[bytes], message: KafkaMessage) -> None:
-            await self.take(message.raw_message, message.consumer)
-
-        # AsyncAPI documents the events; FastStream passes the bytes through unvalidated.
-        handle.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [
-                inspect.Parameter(
-                    "bodies",
-                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                    annotation=SkipValidation[list[self.body_type]],  # type: ignore[name-defined]
-                ),
-                inspect.Parameter(
-                    "message", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=KafkaMessage
-                ),
-            ],
-            return_annotation=None,
-        )
-        handle.__name__ = f"{self.group}__{self.topic.name}".replace(".", "_").replace("-", "_")
-        handle.__doc__ = description
-        self.subscriber = self.consumers.broker.subscriber(
-            self.topic.name,
-            group_id=self.group,
-            auto_offset_reset="earliest",
-            # Committed by hand, per partition, up to the first event still in flight.
-            ack_policy=AckPolicy.MANUAL,
-            session_timeout_ms=self.consumers.session_timeout_ms,
-            heartbeat_interval_ms=self.consumers.heartbeat_interval_ms,
-            title=f"{self.group}:{self.topic.name}",
-            description=description,
-            batch=True,
-            max_records=self.window,
-            batch_timeout_ms=20,
-            parser=parse_records,
-            decoder=raw_values,
-            listener=_Rebalance(self),
-        )
-        self.subscriber(handle)
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        return _Rebalance(self)
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         """Partitions go to another consumer (a rebalance): commit what is done, then forget

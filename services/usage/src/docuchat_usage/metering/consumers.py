@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from faststream import AckPolicy
-from faststream.kafka.annotations import KafkaMessage
-from pydantic import SkipValidation, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_common.events.catalog import (
     DocumentDeleted,
     DocumentIndexed,
     TokensConsumed,
-    event_union,
 )
 from docuchat_common.events.consumer import publish_dead_letter
-from docuchat_common.events.records import parse_records, raw_values
 from docuchat_common.events.topics import DOCUMENTS, TOKENS
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_LATENCY, CONSUMER_MESSAGES
@@ -133,56 +128,20 @@ class TokensConsumer:
         self.stopping = False
 
     def subscribe(self) -> None:
-        async def handle(bodies: list[bytes], message: KafkaMessage) -> None:
-            try:
-                await self.take(message.raw_message, message.consumer)
-            except Exception:
-                # Not one of its events may be passed over (the next batch's offsets would):
-                # the consumer goes back to the batch's first offsets and reads it again.
-                await message.nack()
-                raise
-
-        # AsyncAPI documents the events; FastStream passes the bytes through unvalidated.
-        handle.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [
-                inspect.Parameter(
-                    "bodies",
-                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                    annotation=SkipValidation[list[event_union(TokensConsumed)]],  # type: ignore[misc]
-                ),
-                inspect.Parameter(
-                    "message", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=KafkaMessage
-                ),
-            ],
-            return_annotation=None,
-        )
-        handle.__name__ = f"{self.group}__{TOKENS.name}".replace(".", "_").replace("-", "_")
-        description = (
-            "Meter LLM and embedding tokens; tenants crossing a threshold get quota.changed."
-        )
-        handle.__doc__ = description
-        subscriber = self.runtime.broker.subscriber(
-            TOKENS.name,
-            group_id=self.group,
-            auto_offset_reset="earliest",
-            # Offsets are committed by hand, per partition, once the batch's transaction has.
-            ack_policy=AckPolicy.MANUAL,
-            session_timeout_ms=self.consumers.session_timeout_ms,
-            heartbeat_interval_ms=self.consumers.heartbeat_interval_ms,
-            title=f"{self.group}:{TOKENS.name}",
-            description=description,
-            batch=True,
+        self.consumers.subscribe_records(
+            TOKENS,
+            [TokensConsumed],
+            group=self.group,
+            take=self.take,
+            # The batch in flight commits its offsets before the Kafka consumer closes.
+            drain=self.drain,
+            description=(
+                "Meter LLM and embedding tokens; tenants crossing a threshold get quota.changed."
+            ),
             max_records=self.max_records,
-            batch_timeout_ms=20,
             # Room for a whole batch and the next one in the fetch buffer.
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            parser=parse_records,
-            decoder=raw_values,
         )
-        subscriber(handle)
-        self.consumers.groups.append((self.group, TOKENS.name))
-        # The batch in flight commits its offsets before the Kafka consumer closes.
-        self.consumers.drain_before_close(subscriber, self.drain)
 
     async def take(
         self, records: Sequence[ConsumerRecord[Any, Any]], consumer: AIOKafkaConsumer
