@@ -375,6 +375,9 @@ class EventConsumers:
             description=description or handler.__doc__,
             max_records=window,
             listener=subscriber.rebalance_listener(),
+            # An idle worker picks a new event up within ~0.1 s rather than ~0.5 s: tansu holds
+            # an empty fetch for its whole wait (see the quota guard).
+            fetch_max_wait_ms=100,
         )
         self.windows.append(subscriber)
 
