@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -224,6 +225,9 @@ async def test_the_window_bounds_the_events_in_flight(make_window: WindowFactory
     # keeps polling however long its events take), up to a window's worth, then it pauses.
     await eventually(lambda: _waiting_is(subscriber, 2), what="two events read and waiting")
     assert subscriber.in_flight == 2
+    # What an operator sees of it.
+    assert _gauge(window, "running") == 2
+    assert _gauge(window, "waiting") == 2
     for n in range(1, 6):
         await eventually(lambda n=n: _has_started(window, n), what=f"event {n} started")
         window.release(n)
@@ -291,6 +295,11 @@ async def _committed_are(window: Window, offsets: dict[int, int]) -> bool:
 
 async def _effects_count(window: Window, n: int) -> bool:
     return len(await window.effects()) >= n
+
+
+def _gauge(window: Window, state: str) -> float | None:
+    labels = {"service": "test", "group": window.group, "state": state}
+    return REGISTRY.get_sample_value("docuchat_consumer_in_flight", labels)
 
 
 async def _waiting_is(subscriber: WindowedSubscriber, n: int) -> bool:

@@ -48,6 +48,12 @@ CONSUMER_HELD = Gauge(
     "Messages a consumer holds because its database is unreachable (handled once it answers).",
     ["service", "group"],
 )
+CONSUMER_IN_FLIGHT = Gauge(
+    "docuchat_consumer_in_flight",
+    "Events a windowed consumer (ingest-worker's documents) is handling, and those it has read "
+    "and waits to start (state: running | waiting).",
+    ["service", "group", "state"],
+)
 CONSUMER_LATENCY = Histogram(
     "docuchat_consumer_handle_seconds",
     "Time to handle one message (all attempts).",

@@ -37,7 +37,7 @@ from pydantic import TypeAdapter, ValidationError
 from docuchat_common.events.envelope import Event, UnknownEvent
 from docuchat_common.events.topics import Topic
 from docuchat_common.logging import get_logger
-from docuchat_common.metrics import CONSUMER_LATENCY, CONSUMER_MESSAGES
+from docuchat_common.metrics import CONSUMER_IN_FLIGHT, CONSUMER_LATENCY, CONSUMER_MESSAGES
 from docuchat_common.tasks import stop_task
 
 if TYPE_CHECKING:
@@ -139,6 +139,7 @@ class WindowedSubscriber:
             self._partitions.pop(partition, None)
         self._waiting = deque(w for w in self._waiting if w.partition not in partitions)
         self._paused = False  # the next assignment starts unpaused
+        self._gauge()
 
     async def take(self, records: Sequence[ConsumerRecord[Any, Any]], kafka: Any) -> None:
         """Queue the records' events, start as many as the window has room for, and return
@@ -183,6 +184,12 @@ class WindowedSubscriber:
         if self._paused and len(self._waiting) <= self.window // 2 and kafka is not None:
             kafka.resume(*kafka.paused())
             self._paused = False
+        self._gauge()
+
+    def _gauge(self) -> None:
+        labels = (self.consumers.service, self.group)
+        CONSUMER_IN_FLIGHT.labels(*labels, "running").set(self._running)
+        CONSUMER_IN_FLIGHT.labels(*labels, "waiting").set(len(self._waiting))
 
     def _track(self, record: ConsumerRecord[Any, Any]) -> _InFlight:
         partition = TopicPartition(record.topic, record.partition)
@@ -300,6 +307,9 @@ class WindowedSubscriber:
         abandoned, and it and whatever waited are delivered again (uncommitted)."""
         self._stopping = True
         self._waiting.clear()
+        self._gauge()
+        if self._kafka is not None:
+            self._kafka.pause(*self._kafka.assignment())  # nothing more to read meanwhile
         if self._tasks:
             _done, held = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in held:
