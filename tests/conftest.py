@@ -22,6 +22,22 @@ import pytest
 
 from docuchat_common.settings import ServiceSettings
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Logged exceptions as plain tracebacks. structlog's default renders each one as a rich
+    traceback with every frame's locals: about 2 s per failed handler attempt, which made the
+    failure-path tests slow. (The services configure their own logging: JSON, plain.)"""
+    import structlog
+
+    *processors, _renderer = structlog.get_config()["processors"]
+    structlog.configure(
+        processors=[
+            *processors,
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+        ]
+    )
+
+
 pytest_plugins = ["tests.fakes.fixtures"]
 
 SERVICES = ("auth", "ingest", "chat", "usage")

@@ -22,6 +22,7 @@ from docuchat_common.events.consumer import (
     DLQ_ATTEMPTS_HEADER,
     DLQ_ERROR_HEADER,
     DLQ_ORIGIN_HEADER,
+    LOST_CONNECTION_ROUNDS,
     EventConsumers,
 )
 from docuchat_common.events.envelope import Event, EventData
@@ -59,6 +60,8 @@ class Bus:
     outbox: Outbox
     handled: list[int] = field(default_factory=list)
     broken: set[int] = field(default_factory=set)  # numbers the handler fails on, for now
+    # numbers whose handling terminates its own database connection, and how many more times
+    lose_connection: dict[int, int] = field(default_factory=dict)
     watchdog: BrokerEpochWatchdog | None = None
 
     async def close(self) -> None:
@@ -152,6 +155,10 @@ async def _bus(
             raise ValueError(f"poison message {event.data.n}")
         if event.data.n in bus.broken:
             raise RuntimeError(f"handler bug on {event.data.n}")
+        if bus.lose_connection.get(event.data.n, 0) > 0:
+            bus.lose_connection[event.data.n] -= 1
+            # The backend goes away (a failover, an administrator): the database stays up.
+            await session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
         # A plain insert: only the processed-events claim keeps a redelivery from doubling it.
         await session.execute(
             text("INSERT INTO probe_effects (n, event_id) VALUES (:n, :id)"),
@@ -335,6 +342,24 @@ async def test_a_database_outage_holds_the_message_instead_of_dead_lettering_it(
     await eventually(lambda: _count(bus, 2), timeout=60, what="the held message handled")
     assert await bus.effects() == [(1, 1), (2, 1)]
     assert await dead_letters(infra.bootstrap_servers, bus.topic) == 0
+
+
+async def test_a_lost_connection_is_handled_again_not_dead_lettered(bus: Bus, infra: Any) -> None:
+    """The connection breaks on every attempt of a first round (3) and once more; the database
+    itself answers each time the consumer checks (it was back before the check: the moment
+    that used to dead-letter the message). A message that breaks its connection every time
+    still ends in the DLQ, after a bounded number of rounds."""
+    bus.lose_connection[200] = 4
+    bus.lose_connection[201] = 1_000
+    await bus.emit(200)
+    await bus.emit(201)
+    await bus.emit(202)
+    await eventually(lambda: _count(bus, 2), what="the messages around the poison one")
+    assert await bus.effects() == [(200, 1), (202, 1)]
+    dead = await read_topic(infra.bootstrap_servers, bus.topic.dlq.name, 1)
+    assert [json.loads(r.value)["data"]["n"] for r in dead] == [201]
+    # 3 attempts in each of 1 + LOST_CONNECTION_ROUNDS rounds
+    assert bus.lose_connection[201] == 1_000 - 3 * (1 + LOST_CONNECTION_ROUNDS)
 
 
 async def test_dead_letters_are_listed_and_replayed_once_their_cause_is_fixed(

@@ -30,6 +30,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import SkipValidation
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
@@ -124,6 +125,24 @@ async def claim_events(
     stmt = pg_insert(table).on_conflict_do_nothing().returning(table.c.event_id)
     rows = [{"consumer": consumer, "event_id": e.id, "event_type": e.type} for e in events]
     return {row[0] for row in await session.execute(stmt, rows)}
+
+
+# A message whose handling loses the database connection while the database stays up is
+# handled again this many times before the DLQ takes it (it may be breaking its connection).
+LOST_CONNECTION_ROUNDS = 3
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it came from, is SQLAlchemy's word that the database
+    connection broke (a terminated backend, a failover): no fault of the event."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class HandlerFailedError(Exception):
@@ -221,11 +240,20 @@ class EventConsumers:
             return True
         return False
 
-    async def outlast_database_outage(self, group: str) -> bool:
-        """If the database is unreachable, wait until it answers again and say so (the caller
-        then handles its message again instead of dead-lettering it)."""
+    async def outlast_database_outage(
+        self, group: str, cause: BaseException | None = None, *, lost_before: int = 0
+    ) -> bool:
+        """Whether the caller should handle its message again instead of dead-lettering it:
+        if the database is unreachable, after waiting until it answers; if ``cause`` says the
+        connection broke but the database answers already (it came back between the last
+        attempt and this check), at once, up to ``LOST_CONNECTION_ROUNDS`` times per message
+        (``lost_before`` says how many it had) so that a message whose handling breaks its
+        connection every time still ends in the DLQ."""
         if not await self._database_down():
-            return False
+            if cause is None or not connection_lost(cause) or lost_before >= LOST_CONNECTION_ROUNDS:
+                return False
+            log.info("database connection lost, database back; handling the message again")
+            return True
         log.warning("database unreachable; holding the message until it answers", group=group)
         held = CONSUMER_HELD.labels(self.service, group)
         held.inc()
@@ -541,6 +569,7 @@ class EventConsumers:
         transaction, so only the poison one goes to the DLQ (``records[i]`` is event i's
         message). While the database is unreachable nothing is dead-lettered: the batch waits
         for it and goes on where it was."""
+        lost = 0  # rounds handled again after a lost connection (see outlast_database_outage)
         while True:
             try:
                 async for attempt_state in self.retrying():
@@ -551,20 +580,23 @@ class EventConsumers:
                     len(events) - new
                 )
                 return
-            except Exception:
+            except Exception as exc:
                 CONSUMER_ERRORS.labels(self.service, topic, group).inc()
-                if await self.outlast_database_outage(group):
+                if await self.outlast_database_outage(group, exc, lost_before=lost):
+                    lost += connection_lost(exc)
                     continue
                 log.warning(
                     "batch failed; handling its events one by one", size=len(events), exc_info=True
                 )
                 break
         for event, record in zip(events, records, strict=True):
+            lost = 0
             while True:
                 try:
                     new = await run_claimed([event])
                 except Exception as exc:
-                    if await self.outlast_database_outage(group):
+                    if await self.outlast_database_outage(group, exc, lost_before=lost):
+                        lost += connection_lost(exc)
                         continue  # this event again, now that the database answers
                     await publish_dead_letter(
                         self.broker,
@@ -603,12 +635,16 @@ class EventConsumers:
                     "event type not handled here; skipped", type=event.type, version=event.version
                 )
                 return "ignored"
+            lost = 0  # rounds handled again after a lost connection
             while True:
                 try:
                     return await self._attempt(event, group, consumer, handler)
-                except HandlerFailedError:
-                    if not await self.outlast_database_outage(group):
+                except HandlerFailedError as failed:
+                    if not await self.outlast_database_outage(
+                        group, failed.cause, lost_before=lost
+                    ):
                         raise
+                    lost += connection_lost(failed.cause)
 
     async def _attempt(
         self, event: Event[Any], group: str, consumer: str, handler: EventHandler
