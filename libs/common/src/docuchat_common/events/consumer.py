@@ -145,6 +145,11 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
+def _described(handler: Callable[..., Any]) -> str | None:
+    """A handler's docstring as AsyncAPI's channel description (without its indentation)."""
+    return inspect.cleandoc(handler.__doc__) if handler.__doc__ else None
+
+
 class HandlerFailedError(Exception):
     def __init__(self, attempts: int, cause: BaseException, group: str) -> None:
         super().__init__(f"{type(cause).__name__}: {cause}")
@@ -307,7 +312,7 @@ class EventConsumers:
             return_annotation=None,
         )
         handle.__annotations__ = {"event": body_type, "message": KafkaMessage, "return": None}
-        self._register(handle, topic, group, description or handler.__doc__)
+        self._register(handle, topic, group, description or _described(handler))
 
     def subscribe_batch(
         self,
@@ -365,7 +370,7 @@ class EventConsumers:
             handle,
             topic,
             group,
-            description or handler.__doc__,
+            description or _described(handler),
             batch=True,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
@@ -400,7 +405,7 @@ class EventConsumers:
             group=subscriber.group,
             take=subscriber.take,
             drain=subscriber.drain,
-            description=description or handler.__doc__,
+            description=description or _described(handler),
             max_records=window,
             listener=subscriber.rebalance_listener(),
             # An idle worker picks a new event up within ~0.1 s rather than ~0.5 s: tansu holds

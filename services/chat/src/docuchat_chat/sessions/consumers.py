@@ -15,10 +15,12 @@ from docuchat_common.service import ServiceRuntime
 
 def register(runtime: ServiceRuntime) -> None:
     async def on_tenant_deleted(event: Any, session: AsyncSession) -> None:
+        """A deleted tenant's chat sessions, messages, feedback and LLM settings go."""
         if isinstance(event, TenantDeleted):
             await SessionService(SessionRepository(session)).forget_tenant(event.data.tenant_id)
 
     async def on_user_deleted(event: Any, session: AsyncSession) -> None:
+        """A deleted user's chat sessions (with their messages) and feedback go."""
         if isinstance(event, UserDeleted):
             await SessionService(SessionRepository(session)).forget_user(
                 event.data.user_id, event.tenant_id
