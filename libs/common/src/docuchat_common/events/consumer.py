@@ -456,17 +456,13 @@ class EventConsumers:
             ],
             return_annotation=None,
         )
-        handle.__name__ = f"{group}__{topic.name}".replace(".", "_").replace("-", "_")
-        handle.__doc__ = description
-        subscriber = self.broker.subscriber(
-            topic.name,
-            group_id=group,
-            auto_offset_reset="earliest",
+        subscriber = self._register(
+            handle,
+            topic,
+            group,
+            description,
+            # Committed by ``take`` (or what it starts), once its work is done.
             ack_policy=AckPolicy.MANUAL,
-            session_timeout_ms=self.session_timeout_ms,
-            heartbeat_interval_ms=self.heartbeat_interval_ms,
-            title=f"{group}:{topic.name}",
-            description=description,
             batch=True,
             max_records=max_records,
             batch_timeout_ms=20,
@@ -474,8 +470,6 @@ class EventConsumers:
             decoder=raw_values,
             **options,
         )
-        subscriber(handle)
-        self.groups.append((group, topic.name))
         self.drain_before_close(subscriber, drain)
         return subscriber
 
@@ -507,23 +501,28 @@ class EventConsumers:
         topic: Topic,
         group: str,
         description: str | None,
+        *,
+        ack_policy: AckPolicy = AckPolicy.ACK,
         **options: Any,
-    ) -> None:
-        """Subscribe ``handle``: from the earliest offset, committed after handling."""
+    ) -> Any:
+        """Subscribe ``handle`` from the earliest offset; by default the offset is committed
+        after handling. Returns FastStream's subscriber."""
         handle.__name__ = f"{group}__{topic.name}".replace(".", "_").replace("-", "_")
         handle.__doc__ = description
-        self.broker.subscriber(
+        subscriber = self.broker.subscriber(
             topic.name,
             group_id=group,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.ACK,
+            ack_policy=ack_policy,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             title=f"{group}:{topic.name}",
             description=description,
             **options,
-        )(handle)
+        )
+        subscriber(handle)
         self.groups.append((group, topic.name))
+        return subscriber
 
     async def _run_claimed(
         self, events: list[Event[Any]], consumer: str, handler: BatchHandler
