@@ -27,6 +27,7 @@ from tests.helpers import eventually
 from tests.in_process import InProcessService, serve
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+SHORT_MD = CORPUS / "docs" / "md" / "pymupdf-test_markdown_bad_unicode.md"  # one chunk
 
 
 @pytest.fixture
@@ -155,12 +156,7 @@ async def test_a_small_document_is_not_held_up_by_a_long_one_before_it(
         return doc is not None and doc.status == "processing"
 
     await eventually(long_started, what="the long document to be in the worker")
-    short = await upload(
-        worker,
-        tenant,
-        CORPUS / "docs" / "md" / "pymupdf-test_markdown_bad_unicode.md",
-        "text/markdown",
-    )
+    short = await upload(worker, tenant, SHORT_MD, "text/markdown")
     assert (await settled(worker, short.id)).status == "indexed"
     async with worker.runtime.database.transaction() as session:
         still = await session.get(Document, long.id)
@@ -179,12 +175,7 @@ async def test_an_encrypted_pdf_fails_with_its_code_and_the_worker_goes_on(
         CORPUS / "docs" / "pdf" / "encrypted" / "pdfminer-aes-256.pdf",
         "application/pdf",
     )
-    good = await upload(
-        worker,
-        tenant,
-        CORPUS / "docs" / "md" / "pymupdf-test_markdown_bad_unicode.md",
-        "text/markdown",
-    )
+    good = await upload(worker, tenant, SHORT_MD, "text/markdown")
     failed = await settled(worker, bad.id)
     assert (failed.status, failed.error_code) == ("failed", "encrypted_document")
     assert (await settled(worker, good.id)).status == "indexed"
@@ -200,12 +191,7 @@ async def test_deleting_a_knowledge_base_removes_its_documents_points_and_files(
     worker: InProcessService,
 ) -> None:
     tenant = uuid.uuid4()
-    document = await upload(
-        worker,
-        tenant,
-        CORPUS / "docs" / "md" / "pymupdf-test_markdown_bad_unicode.md",
-        "text/markdown",
-    )
+    document = await upload(worker, tenant, SHORT_MD, "text/markdown")
     assert (await settled(worker, document.id)).status == "indexed"
     store = worker.runtime.state["vector_store"]
     assert await store.count(tenant, document.knowledge_base_id) > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Collection
 from typing import Any
 
 import structlog
@@ -41,3 +42,16 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:  # noqa: ASY
         async with asyncio.timeout(timeout):
             await event.wait()
     return event.is_set()
+
+
+async def finish_or_abandon(
+    tasks: Collection[asyncio.Task[Any]], grace: float, *, what: str, **log_context: Any
+) -> None:
+    """Give ``tasks`` ``grace`` seconds to finish, then stop those still going (a stop must
+    end: work abandoned uncommitted is delivered again), saying so for each."""
+    if not tasks:
+        return
+    _done, held = await asyncio.wait(set(tasks), timeout=grace)
+    for task in held:
+        log.warning(f"{what} abandoned at stop; it will be delivered again", **log_context)
+        await stop_task(task)

@@ -399,7 +399,7 @@ class EventConsumers:
             window=window,
             ordering_key=ordering_key,
         )
-        subscriber.subscriber = self.subscribe_records(
+        self.subscribe_records(
             topic,
             events,
             group=subscriber.group,

@@ -38,7 +38,7 @@ from docuchat_common.events.envelope import Event, UnknownEvent
 from docuchat_common.events.topics import Topic
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_IN_FLIGHT, CONSUMER_LATENCY, CONSUMER_MESSAGES
-from docuchat_common.tasks import stop_task
+from docuchat_common.tasks import finish_or_abandon
 
 if TYPE_CHECKING:
     from docuchat_common.events.consumer import EventConsumers, EventHandler
@@ -104,8 +104,7 @@ class WindowedSubscriber:
         self.window = window
         self.ordering_key = ordering_key
         self.wanted = tuple(events)
-        self.body_type = event_union(*events)
-        self._adapter: TypeAdapter[Any] = TypeAdapter(self.body_type)
+        self._adapter: TypeAdapter[Any] = TypeAdapter(event_union(*events))
         self._partitions: dict[TopicPartition, deque[_InFlight]] = {}
         self._waiting: deque[_Waiting] = deque()
         self._last_of_key: dict[Hashable, asyncio.Task[None]] = {}
@@ -115,7 +114,6 @@ class WindowedSubscriber:
         self._commit_lock: asyncio.Lock | None = None
         self._kafka: AIOKafkaConsumer | None = None
         self._stopping = False
-        self.subscriber: Any = None  # FastStream's, once registered
 
     @property
     def in_flight(self) -> int:
@@ -167,11 +165,8 @@ class WindowedSubscriber:
         """Start waiting events, oldest first, while the window has room; resume fetching
         once half a window's worth is left."""
         kafka = self._kafka
-        assigned = kafka.assignment() if kafka is not None else set()
         while self._waiting and self._running < self.window and not self._stopping:
             waiting = self._waiting.popleft()
-            if waiting.partition not in assigned:
-                continue  # the partition went to another consumer: it reads the event again
             key = self.ordering_key(waiting.event)
             earlier = self._last_of_key.get(key)
             self._running += 1
@@ -310,11 +305,7 @@ class WindowedSubscriber:
         self._gauge()
         if self._kafka is not None:
             self._kafka.pause(*self._kafka.assignment())  # nothing more to read meanwhile
-        if self._tasks:
-            _done, held = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in held:
-                log.warning("event abandoned at stop; it will be delivered again", group=self.group)
-                await stop_task(task)
+        await finish_or_abandon(self._tasks, grace, what="event", group=self.group)
         await self._commit()
 
     def _count(self, outcome: str) -> None:

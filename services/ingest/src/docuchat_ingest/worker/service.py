@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from docuchat_common.context import bound_context
 from docuchat_common.db import Database
 from docuchat_common.events.catalog import (
     DocumentFailed,
@@ -74,16 +73,9 @@ class IndexingService:
     async def index(self, event: DocumentUploaded, session: AsyncSession) -> None:
         """Index the document, then record its outcome in the caller's transaction, the one
         that claims the event."""
-        outcome = await self._prepare(event)
+        outcome = await self._index_one(event)
         if outcome is not None:
             await self._record(session, outcome.document, outcome.values, *outcome.events)
-
-    async def _prepare(self, event: DocumentUploaded) -> _Outcome | None:
-        with bound_context(
-            correlation_id=event.correlation_id,
-            tenant_id=str(event.tenant_id) if event.tenant_id else None,
-        ):
-            return await self._index_one(event)
 
     async def _index_one(self, event: DocumentUploaded) -> _Outcome | None:
         async with self.database.transaction() as session:

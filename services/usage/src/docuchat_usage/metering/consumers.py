@@ -22,7 +22,7 @@ from docuchat_common.events.topics import DOCUMENTS, TOKENS
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_LATENCY, CONSUMER_MESSAGES
 from docuchat_common.service import ServiceRuntime
-from docuchat_common.tasks import stop_task
+from docuchat_common.tasks import finish_or_abandon
 from docuchat_usage.metering.repository import MeteringRepository
 from docuchat_usage.metering.schemas import (
     TokensConsumedRecord,
@@ -164,12 +164,7 @@ class TokensConsumer:
         it is abandoned, its offsets uncommitted (delivered again; the claims make that safe)."""
         in_flight, self.in_flight = self.in_flight, []
         self.stopping = True
-        if not in_flight:
-            return
-        _done, held = await asyncio.wait(in_flight, timeout=grace)
-        for task in held:
-            log.warning("token batch abandoned at stop; it will be delivered again")
-            await stop_task(task)
+        await finish_or_abandon(in_flight, grace, what="token batch")
 
     async def decode(self, records: list[ConsumerRecord[Any, Any]]) -> Batch:
         """The batch's token events, each with the record it came in (for the DLQ). Usually
