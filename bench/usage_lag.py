@@ -70,7 +70,7 @@ async def trial(producer: AIOKafkaProducer, guard: QuotaGuard) -> float:
 
 
 async def run(trials: int) -> None:
-    async with usage_infra() as (bootstrap, url):
+    async with usage_infra() as (bootstrap, url, _, _):
         settings = UsageSettings(
             environment="test",
             database_url=url,
