@@ -7,7 +7,9 @@ texts in-process with the same model. Goal: end-to-end time ÷ embedding-only ti
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ from bench.owner import register_owner
 from docuchat.devstack import free_port
 from docuchat.stack import DevStack, StackConfig
 from docuchat_ingest.chunking import Chunker
-from docuchat_ingest.embedding.minilm import MiniLMEmbedder
+from docuchat_ingest.embedding.minilm import MiniLMEmbedder, available_cpus
 from docuchat_ingest.parsing import ParseError, parse_document
 from docuchat_ingest.pipeline.indexer import chunk_inputs
 
@@ -141,7 +143,7 @@ async def upload_all(stack: DevStack, files: list[Path]) -> tuple[float, list[di
         return time.perf_counter() - started, docs
 
 
-async def embedding_only(files: list[Path]) -> tuple[float, int, float]:
+async def embedding_only(files: list[Path], model_runs: int | None) -> tuple[float, int, float]:
     chunker = Chunker(max_tokens=200, overlap_tokens=40)
     texts: list[str] = []
     for path in files:
@@ -152,7 +154,7 @@ async def embedding_only(files: list[Path]) -> tuple[float, int, float]:
         except ParseError:
             continue
         texts += [c.embedding_text for c in chunker.chunk(chunk_inputs(parsed))]
-    embedder = MiniLMEmbedder()
+    embedder = MiniLMEmbedder(parallel_runs=model_runs)
     await embedder.embed(texts[:8])  # load the model outside the timing
     started, cpu_started = time.perf_counter(), time.process_time()
     for i in range(0, len(texts), 64):
@@ -161,10 +163,17 @@ async def embedding_only(files: list[Path]) -> tuple[float, int, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-runs", type=int, default=None)
+    model_runs = parser.parse_args().model_runs
+    if model_runs is not None:
+        # The stack's processes inherit this environment.
+        os.environ["DOCUCHAT_INGEST_EMBEDDING_PARALLEL_RUNS"] = str(model_runs)
     files = corpus_files()
     e2e, documents, pages, chunks, rss, e2e_cpus = end_to_end(files)
     e2e_cpu = sum(e2e_cpus.values())
-    embed, embedded_chunks, embed_cpu = asyncio.run(embedding_only(files))
+    embed, embedded_chunks, embed_cpu = asyncio.run(embedding_only(files, model_runs))
+    print(f"model runs at once: {model_runs or available_cpus()} (both sides)")
     print(f"{len(files)} files uploaded through the gateway: {documents} indexed")
     print(f"{pages} pages, {chunks} chunks")
     print(f"end to end     {e2e:8.1f} s  {pages / e2e:6.1f} pages/s  {chunks / e2e:6.1f} chunks/s")
