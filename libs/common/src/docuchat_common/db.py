@@ -42,6 +42,11 @@ def new_metadata() -> MetaData:
 
 # A pooled connection idle this long is pinged before it is handed out.
 IDLE_PING_SECONDS = 10.0
+# Between two tries for an advisory lock that another session holds (doubling up to the max).
+LOCK_POLL_SECONDS = 0.1
+LOCK_POLL_MAX_SECONDS = 2.0
+TRY_ADVISORY_LOCK = text("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))")
+ADVISORY_UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))")
 
 
 class Database:
@@ -75,6 +80,34 @@ class Database:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
             async with AsyncSession(bind=connection, expire_on_commit=False) as session:
                 yield session
+
+    @asynccontextmanager
+    async def advisory_lock(self, key: str) -> AsyncIterator[None]:
+        """PostgreSQL's session advisory lock on ``key``, held for the block on a pooled
+        connection of its own, outside any transaction (so no snapshot is held however long
+        the block takes). While another session holds it, this waits. A lost connection loses
+        the lock with it.
+
+        The wait polls ``pg_try_advisory_lock``: a blocked ``pg_advisory_lock`` would be a
+        statement in progress, holding a snapshot for the whole wait."""
+        params = {"key": key}
+        async with self.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            pause = LOCK_POLL_SECONDS
+            while not (await connection.execute(TRY_ADVISORY_LOCK, params)).scalar_one():
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, LOCK_POLL_MAX_SECONDS)
+            try:
+                yield
+            finally:
+                try:
+                    await connection.execute(ADVISORY_UNLOCK, params)
+                except BaseException as exc:
+                    # The lock stays with its session: that session must end rather than go
+                    # back to the pool still holding it.
+                    await connection.invalidate()
+                    if not isinstance(exc, Exception):
+                        raise
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -6,7 +6,8 @@ AsyncAPI. Around the handler:
 
 - the correlation id and tenant id from the envelope are bound to logs and context;
 - the handler runs in one transaction together with the processed-event row, so a redelivered
-  event (same id) has no second effect;
+  event (same id) has no second effect; a ``SlowHandler`` (work that takes minutes) works
+  outside any transaction and records its result in the claim's transaction;
 - a failing handler is retried with backoff; after ``max_attempts`` the original message goes to
   ``<topic>.dlq`` with the error in its headers and the consumer moves on. A message that cannot
   even be parsed goes there at once. The offset is committed after either outcome, never before.
@@ -18,17 +19,19 @@ AsyncAPI. Around the handler:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import SkipValidation
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +55,28 @@ log = get_logger(__name__)
 
 EventHandler = Callable[[Any, AsyncSession], Awaitable[None]]
 BatchHandler = Callable[[list[Any], AsyncSession], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SlowHandler:
+    """A handler in two steps, for work that takes seconds to minutes (indexing a document).
+
+    ``work(event)`` runs outside any transaction; ``record(event, result, session)`` then runs
+    in the short transaction that claims the event. A transaction held open for the whole work
+    would pin a pooled connection "idle in transaction" for minutes, hold back vacuum's horizon
+    on every table of the database and fall to any ``idle_in_transaction_session_timeout``.
+    Meanwhile the event is held by an advisory lock (see ``Database.advisory_lock``): a second
+    delivery of it (a rebalance) waits, then finds it claimed, exactly as a second delivery
+    waits on the claim of a transaction in progress.
+    """
+
+    work: Callable[[Any], Awaitable[Any]]
+    record: Callable[[Any, Any, AsyncSession], Awaitable[None]]
+    # What AsyncAPI says the channel is for.
+    description: str | None = None
+
+
+AnyHandler = EventHandler | SlowHandler
 
 DLQ_ERROR_HEADER = "x-dlq-error"
 DLQ_ERROR_TYPE_HEADER = "x-dlq-error-type"
@@ -145,9 +170,21 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
-def _described(handler: Callable[..., Any]) -> str | None:
+def _described(handler: Callable[..., Any] | SlowHandler) -> str | None:
     """A handler's docstring as AsyncAPI's channel description (without its indentation)."""
+    if isinstance(handler, SlowHandler):
+        return handler.description
     return inspect.cleandoc(handler.__doc__) if handler.__doc__ else None
+
+
+async def event_claimed(
+    session: AsyncSession, table: Table, consumer: str, event: Event[Any]
+) -> bool:
+    """Whether ``consumer`` has already processed the event (without claiming it)."""
+    found = await session.execute(
+        select(table.c.event_id).where(table.c.consumer == consumer, table.c.event_id == event.id)
+    )
+    return found.first() is not None
 
 
 class HandlerFailedError(Exception):
@@ -382,7 +419,7 @@ class EventConsumers:
         events: Sequence[type[Event[Any]]],
         *,
         group: str,
-        handler: EventHandler,
+        handler: AnyHandler,
         window: int,
         ordering_key: Callable[[Any], Hashable],
         description: str | None = None,
@@ -622,7 +659,7 @@ class EventConsumers:
         *,
         group: str,
         consumer: str,
-        handler: EventHandler,
+        handler: AnyHandler,
         wanted: tuple[type[Event[Any]], ...],
     ) -> str:
         """Handle one event (claim, handler, retries, held through a database outage): its
@@ -651,22 +688,22 @@ class EventConsumers:
                     lost += connection_lost(failed.cause)
 
     async def _attempt(
-        self, event: Event[Any], group: str, consumer: str, handler: EventHandler
+        self, event: Event[Any], group: str, consumer: str, handler: AnyHandler
     ) -> str:
-        """Handle ``event`` in a transaction with its claim, retried with backoff."""
+        """Handle ``event`` with its claim, retried with backoff: "ok" or "duplicate"."""
+        once = (
+            self._slow(event, consumer, handler)
+            if isinstance(handler, SlowHandler)
+            else functools.partial(self._once, event, consumer, handler)
+        )
         attempt = 0
+        outcome = "ok"
         try:
             async for attempt_state in self.retrying():
                 with attempt_state:
                     attempt = attempt_state.retry_state.attempt_number
                     try:
-                        async with self.database.transaction() as session:
-                            if not await claim_event(
-                                session, self.processed_table, consumer, event
-                            ):
-                                log.info("duplicate event skipped", event_id=str(event.id))
-                                return "duplicate"
-                            await handler(event, session)
+                        outcome = await once()
                     except Exception:
                         CONSUMER_ERRORS.labels(self.service, event.topic.name, group).inc()
                         log.warning(
@@ -678,5 +715,40 @@ class EventConsumers:
                         raise
         except Exception as exc:
             raise HandlerFailedError(attempt, exc, group) from exc
-        log.info("event handled", event_type=event.type, event_id=str(event.id), group=group)
+        if outcome == "duplicate":
+            log.info("duplicate event skipped", event_id=str(event.id))
+        else:
+            log.info("event handled", event_type=event.type, event_id=str(event.id), group=group)
+        return outcome
+
+    async def _once(self, event: Event[Any], consumer: str, handler: EventHandler) -> str:
+        """The handler in one transaction with the event's claim."""
+        async with self.database.transaction() as session:
+            if not await claim_event(session, self.processed_table, consumer, event):
+                return "duplicate"
+            await handler(event, session)
         return "ok"
+
+    def _slow(
+        self, event: Event[Any], consumer: str, handler: SlowHandler
+    ) -> Callable[[], Awaitable[str]]:
+        """A slow handler's attempt: its work under the event's advisory lock, outside any
+        transaction, then its record in a short one with the claim. A retry after a failed
+        record keeps the work done."""
+        worked: list[Any] = []  # the work's result, once it has one
+
+        async def once() -> str:
+            async with self.database.advisory_lock(f"{consumer}:{event.id}"):
+                if not worked:
+                    async with self.database.read() as session:
+                        if await event_claimed(session, self.processed_table, consumer, event):
+                            return "duplicate"
+                    worked.append(await handler.work(event))
+                async with self.database.transaction() as session:
+                    # Only claimed already if the lock went with a lost connection meanwhile.
+                    if not await claim_event(session, self.processed_table, consumer, event):
+                        return "duplicate"
+                    await handler.record(event, worked[0], session)
+            return "ok"
+
+        return once

@@ -5,9 +5,9 @@ what they share: each batch waits for its slowest event while the rest of the wi
 and the next batch is fetched and started only then (measured on bench.ingest: the embedding
 model sat at half its runs for a third of the run, between and at the end of the worker's
 batches). Here an event starts as soon as it is read, while fewer than ``window`` are in
-flight, and each is handled exactly as ``EventConsumers.subscribe`` handles one: in its own
-transaction with its claim, retried, held through a database outage, dead-lettered when it
-keeps failing. Events with the same ordering key (a document's upload and its later delete)
+flight, and each is handled exactly as ``EventConsumers.subscribe`` handles one: with its own
+claim, retried, held through a database outage, dead-lettered when it keeps failing (a
+``SlowHandler`` works outside any transaction and records its outcome with the claim). Events with the same ordering key (a document's upload and its later delete)
 are handled one after another in their order; others overtake each other freely.
 
 Offsets are committed by hand, per partition, up to the first event not yet done: whatever is
@@ -41,7 +41,7 @@ from docuchat_common.metrics import CONSUMER_IN_FLIGHT, CONSUMER_LATENCY, CONSUM
 from docuchat_common.tasks import finish_or_abandon
 
 if TYPE_CHECKING:
-    from docuchat_common.events.consumer import EventConsumers, EventHandler
+    from docuchat_common.events.consumer import AnyHandler, EventConsumers
 
 log = get_logger(__name__)
 
@@ -88,7 +88,7 @@ class WindowedSubscriber:
         events: Sequence[type[Event[Any]]],
         group: str,
         consumer: str,
-        handler: EventHandler,
+        handler: AnyHandler,
         window: int,
         ordering_key: Callable[[Any], Hashable],
     ) -> None:

@@ -3,8 +3,10 @@
 The message is the unit of work: the final state, document.indexed (or .failed) and the
 embedding tokens for usage are committed together with the consumer's claim on the event, so a
 worker that dies mid-document leaves the event unclaimed and the next delivery starts over
-(point ids are deterministic: nothing is duplicated). Progress is committed as it happens, in
-short transactions of its own, so clients watching the document see it move.
+(point ids are deterministic: nothing is duplicated). The indexing itself runs outside any
+transaction (the consumer's ``SlowHandler``: it holds the event by an advisory lock meanwhile);
+progress is committed as it happens, in short transactions of its own, so clients watching the
+document see it move.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ PROGRESS_STEP = 0.1
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
+class IndexingOutcome:
     """What indexing one document ends in: its new state and the events announcing it."""
 
     document: Document
@@ -70,14 +72,9 @@ class IndexingService:
         self.indexer = indexer
         self.store = store
 
-    async def index(self, event: DocumentUploaded, session: AsyncSession) -> None:
-        """Index the document, then record its outcome in the caller's transaction, the one
-        that claims the event."""
-        outcome = await self._index_one(event)
-        if outcome is not None:
-            await self._record(session, outcome.document, outcome.values, *outcome.events)
-
-    async def _index_one(self, event: DocumentUploaded) -> _Outcome | None:
+    async def index(self, event: DocumentUploaded) -> IndexingOutcome | None:
+        """Index the document (outside any transaction but the short ones of its progress):
+        its outcome, for :meth:`record`, or None if the document is gone."""
         async with self.database.transaction() as session:
             document = await session.get(Document, event.data.document_id)
             if document is None or document.tenant_id != event.tenant_id:
@@ -127,7 +124,7 @@ class IndexingService:
             chunks=indexed.chunks,
             pages=indexed.pages,
         )
-        return _Outcome(
+        return IndexingOutcome(
             document,
             {
                 "status": "indexed",
@@ -168,6 +165,10 @@ class IndexingService:
             ),
         )
 
+    async def record(self, session: AsyncSession, outcome: IndexingOutcome) -> None:
+        """The outcome, in the caller's transaction: the one that claims the event."""
+        await self._record(session, outcome.document, outcome.values, *outcome.events)
+
     async def _record(
         self,
         session: AsyncSession,
@@ -203,9 +204,9 @@ class IndexingService:
         )
 
     @staticmethod
-    def _failure(document: Document, code: str, message: str) -> _Outcome:
+    def _failure(document: Document, code: str, message: str) -> IndexingOutcome:
         log.info("document failed", document_id=str(document.id), code=code)
-        return _Outcome(
+        return IndexingOutcome(
             document,
             {"status": "failed", "error_code": code, "error": message[:2000]},
             (
