@@ -7,8 +7,9 @@ model sat at half its runs for a third of the run, between and at the end of the
 batches). Here an event starts as soon as it is read, while fewer than ``window`` are in
 flight, and each is handled exactly as ``EventConsumers.subscribe`` handles one: with its own
 claim, retried, held through a database outage, dead-lettered when it keeps failing (a
-``SlowHandler`` works outside any transaction and records its outcome with the claim). Events with the same ordering key (a document's upload and its later delete)
-are handled one after another in their order; others overtake each other freely.
+``SlowHandler`` works outside any transaction and records its outcome with the claim).
+Events with the same ordering key (a document's upload and its later delete) are handled one
+after another in their order; others overtake each other freely.
 
 Offsets are committed by hand, per partition, up to the first event not yet done: whatever is
 in flight when the process stops, dies or loses the partition is delivered again, and the
