@@ -96,6 +96,12 @@ async def test_a_zip_of_every_supported_kind_is_indexed_file_by_file(
     assert body["skipped"] == []
     ids = {d["filename"]: d["id"] for d in body["documents"]}
     assert set(ids) == set(members)
+    assert body["archive"]["filename"] == "bundle.zip"
+    # A client that follows the upload's id (as for any upload) finds a document there.
+    followed = await gateway.get(f"/api/v1/documents/{body['id']}", headers=headers)
+    assert followed.status_code == 200, followed.text
+    assert followed.json()["id"] == body["documents"][0]["id"]
+    assert followed.json()["kb_id"] == kb_id
 
     async def all_done() -> dict[str, dict[str, Any]] | None:
         listed = await gateway.get(

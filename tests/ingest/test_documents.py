@@ -214,8 +214,13 @@ async def test_list_get_reindex_delete_and_tenant_isolation(
     got = await ingest.client.get(f"{DOCS}/{doc_id}", headers=headers)
     assert got.status_code == 200
     body = got.json()
-    assert {"progress", "pages", "chunks", "error", "created_at", "updated_at"} <= body.keys()
+    # The contract's fields, by the contract's names.
+    assert {"id", "kb_id", "filename", "media_type", "status", "progress", "pages", "chunks"} <= (
+        body.keys()
+    )
+    assert body["kb_id"] == kb_id
     assert body["filename"] == PDF_FILE.name
+    assert {d["kb_id"] for d in first.json()["items"]} == {kb_id}
 
     # Another tenant sees nothing and can touch nothing.
     for method, url in [

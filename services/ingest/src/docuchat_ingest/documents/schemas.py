@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 
 class DocumentError(BaseModel):
@@ -26,6 +26,12 @@ class DocumentOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def kb_id(self) -> uuid.UUID:
+        """The API contract's name for ``knowledge_base_id``."""
+        return self.knowledge_base_id
+
 
 class UploadedDocumentOut(DocumentOut):
     duplicate: bool = False
@@ -42,19 +48,21 @@ class SkippedEntry(BaseModel):
     message: str
 
 
-class UploadedArchiveOut(BaseModel):
-    """A ZIP upload: every supported file became a document of its own.
-
-    ``id`` names this upload (it is not a document); ``documents`` are the documents created
-    (or found again: ``duplicate``), ``skipped`` the entries that were not, with why."""
-
-    id: uuid.UUID
-    knowledge_base_id: uuid.UUID
+class ArchiveOut(BaseModel):
     filename: str
     media_type: str
-    status: str
     size_bytes: int
     content_hash: str
-    duplicate: bool
+
+
+class UploadedArchiveOut(UploadedDocumentOut):
+    """A ZIP upload: every supported file became a document of its own.
+
+    The top-level fields are the first of those documents (a client that follows one upload's
+    ``id`` finds a document there); ``duplicate`` is true when every file was already there.
+    ``documents`` are all the documents created (or found again: ``duplicate``), ``skipped`` the
+    entries that were not, with why, and ``archive`` the ZIP itself."""
+
+    archive: ArchiveOut
     documents: list[UploadedDocumentOut]
     skipped: list[SkippedEntry]

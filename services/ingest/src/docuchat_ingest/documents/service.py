@@ -40,6 +40,7 @@ from docuchat_ingest.documents.archive import (
 )
 from docuchat_ingest.documents.repository import DocumentRepository
 from docuchat_ingest.documents.schemas import (
+    ArchiveOut,
     DocumentError,
     DocumentList,
     DocumentOut,
@@ -237,15 +238,16 @@ class DocumentService:
             documents=len(documents),
             skipped=len(skipped),
         )
+        first = documents[0].model_dump(exclude={"kb_id", "duplicate"})
         return UploadedArchiveOut(
-            id=uuid.uuid4(),
-            knowledge_base_id=kb_id,
-            filename=archive.filename,
-            media_type=ZIP_MEDIA_TYPE,
-            status="queued",
-            size_bytes=archive.size,
-            content_hash=archive.sha256,
+            **first,
             duplicate=all(d.duplicate for d in documents),
+            archive=ArchiveOut(
+                filename=archive.filename,
+                media_type=ZIP_MEDIA_TYPE,
+                size_bytes=archive.size,
+                content_hash=archive.sha256,
+            ),
             documents=documents,
             skipped=skipped,
         )
