@@ -214,9 +214,11 @@ async def test_metering_sums_per_bucket_of_the_events_own_utc_hour_and_per_day_a
         (hour, uuid.UUID(NIL_USER), 0, 0, 40, 1),
         (hour, user, 20, 10, 0, 2),
     ]
+    # The day and month totals (what the plan's token limits count) are the LLM's tokens: the
+    # 40 embedding tokens are in their bucket only.
     assert sorted(tuple(row) for row in periods) == [
         ("day", date(2026, 10, 31), 15),
-        ("day", date(2026, 11, 1), 70),
+        ("day", date(2026, 11, 1), 30),
         ("month", date(2026, 10, 1), 15),
-        ("month", date(2026, 11, 1), 70),
+        ("month", date(2026, 11, 1), 30),
     ]

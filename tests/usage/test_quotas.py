@@ -15,7 +15,7 @@ from docuchat_common.events.topics import QUOTA
 from docuchat_usage.quotas.service import QuotaService
 from tests.helpers import eventually
 from tests.usage.conftest import UsageService
-from tests.usage.test_metering import chat_tokens, tenant_created
+from tests.usage.test_metering import chat_tokens, embedding_tokens, tenant_created
 
 
 class QuotaTopic:
@@ -111,6 +111,28 @@ async def test_warning_then_spent_then_a_plan_upgrade_lifts_it(
     )
     assert unknown.status_code == 422
     assert unknown.json()["code"] == "unknown_plan"
+
+
+async def test_indexing_a_large_upload_does_not_spend_the_chat_token_limits(
+    usage: UsageService, quota_topic: QuotaTopic
+) -> None:
+    tenant = uuid.uuid4()
+    await usage.publish(tenant_created(tenant))
+    await quota_topic.latest(tenant, plan="free")
+    # One large upload's embeddings: more than the free plan's day and month of tokens.
+    await usage.publish(embedding_tokens(tenant, 600_000), chat_tokens(tenant, None, 900, 100))
+
+    async def metered() -> dict[str, Any] | None:
+        body = (await usage.client.get("/api/v1/usage", headers=usage.token(tenant))).json()
+        return body if body["tokens"]["total"] == 601_000 else None
+
+    body = await eventually(metered, what="the tokens metered")
+    assert body["tokens"]["embedding"] == 600_000
+    assert body["limits"]["daily_tokens"]["used"] == 1_000
+    assert body["limits"]["monthly_tokens"]["used"] == 1_000
+    latest = (await quota_topic.states(tenant))[-1]
+    assert latest["exceeded"] == []
+    assert latest["warnings"] == []
 
 
 async def test_the_day_ending_lifts_a_spent_daily_quota(

@@ -158,11 +158,15 @@ async def test_a_zip_upload_queues_each_supported_file_and_reports_the_rest(
 
     first = await upload()
     assert first["_status"] == 202
-    assert first["filename"] == "bundle.zip"
-    assert first["media_type"] == "application/zip"
     assert first["duplicate"] is False
+    archive_out = first["archive"]
+    assert isinstance(archive_out, dict)
+    assert (archive_out["filename"], archive_out["media_type"]) == ("bundle.zip", "application/zip")
     documents = first["documents"]
     assert isinstance(documents, list)
+    # The top-level fields are the first document's, so a client reading only `id` gets one
+    # that resolves.
+    assert (first["id"], first["filename"]) == (documents[0]["id"], "papers/minimal.pdf")
     assert [(d["filename"], d["media_type"], d["status"]) for d in documents] == [
         ("papers/minimal.pdf", "application/pdf", "queued"),
         (

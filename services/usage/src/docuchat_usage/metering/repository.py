@@ -20,6 +20,10 @@ from docuchat_usage.models import TenantPeriodUsage, UsageBucket, UsageDocument
 # the hourly buckets and the day and month totals. Summing here rather than in Python puts the
 # per-event work on the database's own core. Negative amounts count as zero; an event without a
 # tenant or without tokens is claimed but adds nothing. Hours, days and months are UTC ones.
+# The day and month totals (what the plan's token limits count) are the LLM's tokens only:
+# embedding tokens are metered in the buckets (usage reports, billing) while documents and
+# storage bound indexing; counted against the chat limits, one large upload would spend a
+# small plan's day of questions.
 #
 # The events travel column by column, each column one array literal that msgspec writes in C
 # (see ``_columns``): PostgreSQL parses a UUID or a number in an array far faster than a JSON
@@ -61,7 +65,8 @@ METER_TOKENS = """
             ORDER BY i.id, i.ord
         )
     ), counted AS (
-        SELECT *, prompt + completion + embedding AS tokens FROM new
+        -- The LLM's tokens (prompt and completion) are the ones the plan's token limits count.
+        SELECT *, prompt + completion AS llm_tokens FROM new
         WHERE tenant_id IS NOT NULL AND prompt + completion + embedding > 0
     ), buckets AS (
         INSERT INTO usage_buckets (
@@ -79,8 +84,9 @@ METER_TOKENS = """
             events = usage_buckets.events + excluded.events
     ), days AS (
         SELECT tenant_id, CAST('1970-01-01' AS date) + CAST(hour / 24 AS int) AS day,
-            sum(tokens) AS tokens
+            sum(llm_tokens) AS tokens
         FROM counted
+        WHERE llm_tokens > 0
         GROUP BY tenant_id, hour / 24
     ), periods AS (
         INSERT INTO tenant_period_usage (tenant_id, period, starts_on, tokens)
@@ -93,7 +99,7 @@ METER_TOKENS = """
             tokens = tenant_period_usage.tokens + excluded.tokens
     )
     SELECT (SELECT count(*) FROM new) AS new,
-        ARRAY(SELECT DISTINCT tenant_id FROM counted) AS tenants
+        ARRAY(SELECT DISTINCT tenant_id FROM days) AS tenants
 """
 JSON = msgspec.json.Encoder()
 SECONDS_PER_HOUR = 3600
@@ -132,7 +138,8 @@ class MeteringRepository:
         self, events: Sequence[TokensConsumedRecord]
     ) -> tuple[int, set[uuid.UUID]]:
         """Claim the token events and add those claimed now (the first copy of each) to the
-        counters: one statement. Returns how many were new and the tenants whose tokens grew."""
+        counters: one statement. Returns how many were new and the tenants whose LLM tokens
+        (the ones the plan's token limits count) grew."""
         if not events:
             return 0, set()
         row = (await self.session.execute(text(METER_TOKENS), _columns(events))).one()
