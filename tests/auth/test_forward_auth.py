@@ -203,3 +203,38 @@ async def test_a_cors_preflight_passes_without_credentials_or_identity(
     # Only the preflight: any other method still needs credentials.
     get = await forward(auth.client, None, **{"X-Forwarded-Method": "GET"})
     assert get.status_code == 401
+
+
+async def test_a_browsers_stream_may_carry_its_access_token_in_the_url(auth: AuthService) -> None:
+    owner = await auth.register("streamer@example.com")
+    token = owner["access_token"]
+    key = (await create_key(auth, token, scopes=["read"]))["key"]
+    streams = [
+        f"/api/v1/sessions/{uuid.uuid4()}/ws",
+        f"/api/v1/documents/{uuid.uuid4()}/events",
+    ]
+
+    async def from_url(uri: str, method: str = "GET") -> httpx.Response:
+        return await forward(
+            auth.client, None, **{"X-Forwarded-Method": method, "X-Forwarded-Uri": uri}
+        )
+
+    for stream in streams:
+        identity = await forwarded_identity(auth, await from_url(f"{stream}?access_token={token}"))
+        assert identity.user_id == uuid.UUID(owner["user"]["id"])
+        # A bad token in the URL is refused like a bad header.
+        bad = await from_url(f"{stream}?access_token=garbage")
+        assert (bad.status_code, bad.json()["code"]) == (401, "invalid_token")
+        # An API key lives until revoked: never in a URL, where logs and histories keep it.
+        in_url = await from_url(f"{stream}?access_token={key}")
+        assert (in_url.status_code, in_url.json()["code"]) == (401, "invalid_credentials_location")
+        assert in_url.json()["instance"] == stream  # the query (and its key) is not echoed
+    # Any other route, or another method, needs the header.
+    for uri, method in [
+        (f"/api/v1/documents/{uuid.uuid4()}?access_token={token}", "GET"),
+        (f"{streams[0]}/extra?access_token={token}", "GET"),
+        (f"/api/v1/sessions/{uuid.uuid4()}/messages?access_token={token}", "POST"),
+        (f"{streams[1]}?access_token={token}", "DELETE"),
+    ]:
+        refused = await from_url(uri, method)
+        assert (refused.status_code, refused.json()["code"]) == (401, "unauthorized"), uri

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from httpx_ws import aconnect_ws
 
+from docuchat.stack import DevStack
 from tests.helpers import eventually
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
@@ -65,8 +66,11 @@ def _assert_cites_the_page(citations: list[dict[str, Any]], document_id: str) ->
     assert any(c["page"] <= PAGE <= c["page_end"] for c in citations), citations
 
 
-async def test_a_question_gets_a_streamed_cited_answer(gateway: httpx.AsyncClient) -> None:
+async def test_a_question_gets_a_streamed_cited_answer(
+    gateway: httpx.AsyncClient, stack: DevStack
+) -> None:
     headers = await _owner(gateway)
+    token = headers["Authorization"].removeprefix("Bearer ")
     kb_id, document_id = await _indexed_kb(gateway, headers)
     created = await gateway.post(
         "/api/v1/sessions", json={"knowledge_base_id": kb_id}, headers=headers
@@ -97,15 +101,35 @@ async def test_a_question_gets_a_streamed_cited_answer(gateway: httpx.AsyncClien
     assert "[1]" in answer
     _assert_cites_the_page(events[-2][1], document_id)
 
+    # A browser's WebSocket cannot send headers: the access token rides in the query.
     url = f"{gateway.base_url}".replace("http", "ws") + f"/api/v1/sessions/{session_id}/ws"
-    # a copy: httpx-ws adds its upgrade headers to the mapping it is given
-    async with aconnect_ws(url, gateway, headers=dict(headers)) as ws:
+    async with aconnect_ws(f"{url}?access_token={token}", gateway, headers={}) as ws:
         await ws.send_json({"content": QUESTION})
         frames: list[dict[str, Any]] = []
         while not frames or frames[-1]["type"] not in ("done", "error"):
             frames.append(await ws.receive_json())
     assert frames[-1]["type"] == "done", frames[-1]
     _assert_cites_the_page(frames[-2]["citations"], document_id)
+
+    # So does an EventSource's: the document's progress stream, token in the query only.
+    progress = f"/api/v1/documents/{document_id}/events"
+    async with gateway.stream("GET", f"{progress}?access_token={token}") as stream:
+        assert stream.status_code == 200, await stream.aread()
+        body = (await stream.aread()).decode()
+    assert "indexed" in body
+    refused = await gateway.get(f"{progress}?access_token=not-a-token")
+    assert refused.status_code == 401
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    # Only the streams take it: a plain read with a query token is unauthenticated.
+    plain = await gateway.get(f"/api/v1/documents/{document_id}?access_token={token}")
+    assert plain.status_code == 401
+
+    # The gateway logs the requests, never the tokens in their URLs.
+    async def logged() -> str | None:
+        log = stack.gateway.access_log_path.read_text()
+        return log if f"/api/v1/sessions/{session_id}/ws" in log and progress in log else None
+
+    assert token not in await eventually(logged, what="the streams in the access log")
 
     listed = await gateway.get(f"/api/v1/sessions/{session_id}/messages", headers=headers)
     assert listed.status_code == 200, listed.text

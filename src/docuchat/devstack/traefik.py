@@ -79,8 +79,12 @@ class TraefikGateway:
     def static_config_path(self) -> Path:
         return self.log_dir / "traefik-static.yml"
 
+    @property
+    def access_log_path(self) -> Path:
+        return self.log_dir / "access.log"
+
     def static_config(self) -> str:
-        access_log = self.log_dir / "access.log"
+        access_log = self.access_log_path
         return "\n".join(
             [
                 "global:",
@@ -111,6 +115,10 @@ class TraefikGateway:
                 "accessLog:",
                 f"  filePath: {_yaml_str(access_log)}",
                 "  format: json",
+                # A browser's stream carries its access token in the query: never log queries.
+                "  fields:",
+                "    queryParameters:",
+                "      defaultMode: drop",
                 "",
             ]
         )

@@ -175,7 +175,9 @@ def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 def _instance(request: Request) -> str:
     # Behind forward-auth the failing request is the client's, not /internal/forward-auth.
-    return request.headers.get("x-forwarded-uri") or request.url.path
+    # The path only: a browser's stream may carry its access token in the query.
+    forwarded = request.headers.get("x-forwarded-uri")
+    return forwarded.partition("?")[0] if forwarded else request.url.path
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -43,7 +43,7 @@ from docuchat_common.memory import release_garbage_collector, tune_garbage_colle
 from docuchat_common.metrics import metrics_router
 from docuchat_common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from docuchat_common.settings import ServiceSettings
-from docuchat_common.telemetry import configure_tracing
+from docuchat_common.telemetry import configure_tracing, redact_server_span
 
 log = get_logger(__name__)
 
@@ -245,7 +245,10 @@ class ServiceRuntime:
         # No span per ASGI message (each body chunk of a stream would get one): the request's
         # server span and its children say where the time went.
         FastAPIInstrumentor.instrument_app(
-            app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+            app,
+            excluded_urls="healthz,readyz,metrics",
+            exclude_spans=["receive", "send"],
+            server_request_hook=redact_server_span,
         )
         app.add_middleware(BodySizeLimitMiddleware, max_bytes=self.settings.max_request_body_bytes)
         app.add_middleware(RequestContextMiddleware, service=self.name)

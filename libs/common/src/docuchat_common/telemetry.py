@@ -8,6 +8,8 @@ Tests (and operators without a collector) can attach their own span processor.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -45,6 +47,36 @@ def configure_tracing(
         _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
         _exporting_to.add(otlp_endpoint)
     return _provider
+
+
+# Query parameters that carry credentials (a browser's stream sends its access token so).
+SECRET_QUERY_PARAMETERS = frozenset({"access_token"})
+
+
+def redact_query(query: str) -> str:
+    """``query`` with the values of credential parameters replaced, the rest kept."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(name in SECRET_QUERY_PARAMETERS for name, _ in pairs):
+        return query
+    return urlencode(
+        [(name, "REDACTED" if name in SECRET_QUERY_PARAMETERS else v) for name, v in pairs]
+    )
+
+
+def redact_server_span(span: trace.Span, scope: dict[str, Any]) -> None:
+    """A server request hook: the span's URL attributes never hold a credential. The ASGI
+    instrumentation only redacts a few cloud signature parameters of its own."""
+    raw = scope.get("query_string", b"")
+    query = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
+    redacted = redact_query(query)
+    if redacted == query or not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    url = attributes.get("http.url")
+    if isinstance(url, str):
+        span.set_attribute("http.url", url.partition("?")[0] + "?" + redacted)
+    if "url.query" in attributes:
+        span.set_attribute("url.query", redacted)
 
 
 def add_span_processor(processor: SpanProcessor) -> None:

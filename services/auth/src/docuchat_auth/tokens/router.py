@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request, Response
 
@@ -17,6 +19,39 @@ from docuchat_common.service import DbSession, runtime_of
 
 router = APIRouter(tags=["tokens"])
 
+# Browsers cannot set headers on an EventSource or a WebSocket, so these two streams also take
+# the access token as ``?access_token=``. Only these, only GET (the WebSocket upgrade too) and
+# only access tokens: they live minutes, an API key lives until revoked and URLs get logged.
+# The gateway's access log drops query strings; services redact it from their spans.
+QUERY_TOKEN_PATHS = re.compile(r"^/api/v1/(sessions/[^/]+/ws|documents/[^/]+/events)$")
+QUERY_TOKEN_PARAMETER = "access_token"  # noqa: S105 - a parameter's name, not a secret
+
+
+def _header_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _query_token(request: Request) -> str | None:
+    """The ``access_token`` of the client's URL (``X-Forwarded-Uri``) on a streaming route."""
+    if request.headers.get("x-forwarded-method", "").upper() != "GET":
+        return None
+    url = urlsplit(request.headers.get("x-forwarded-uri", ""))
+    if not QUERY_TOKEN_PATHS.match(url.path):
+        return None
+    values = parse_qs(url.query).get(QUERY_TOKEN_PARAMETER)
+    if not values or not values[0].strip():
+        return None
+    token = values[0].strip()
+    if looks_like_api_key(token):
+        raise Unauthorized(
+            "API keys are not accepted in a URL: send them in the Authorization header",
+            code="invalid_credentials_location",
+        )
+    return token
+
 
 @router.get("/.well-known/jwks.json")
 async def jwks(request: Request, response: Response) -> dict[str, Any]:
@@ -30,16 +65,16 @@ async def forward_auth(request: Request, session: DbSession) -> Response:
     """Called by the gateway for every protected route: 200 plus the verified identity as a
     short-lived internal token, or 401 which the gateway returns to the client as is.
 
-    Accepts access tokens and ``dck_`` API keys. Browsers send CORS preflights without
-    credentials, so an OPTIONS request (``X-Forwarded-Method``) passes without an identity.
+    Accepts access tokens and ``dck_`` API keys in ``Authorization``, and an access token as
+    ``?access_token=`` on the two streaming routes (see ``QUERY_TOKEN_PATHS``). Browsers send
+    CORS preflights without credentials, so an OPTIONS request (``X-Forwarded-Method``) passes
+    without an identity.
     """
     if request.headers.get("x-forwarded-method", "").upper() == "OPTIONS":
         return Response(status_code=200)
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _header_token(request) or _query_token(request)
+    if token is None:
         raise Unauthorized("missing credentials")
-    token = token.strip()
     runtime = runtime_of(request)
     # The session connects lazily: only an API key the cache cannot answer (or one due for
     # its last_used_at write) costs a database round trip; access tokens never do.
