@@ -45,6 +45,7 @@ async def test_a_code_from_the_mail_signs_in_once(auth: AuthService) -> None:
     assert signed_in.status_code == 200, signed_in.text
     tokens = signed_in.json()
     assert tokens["token_type"] == "bearer"
+    assert (tokens["user"]["email"], tokens["tenant"]["plan"]) == ("coder@example.com", "free")
     me = await auth.client.get("/api/v1/users/me", headers=auth.bearer(tokens["access_token"]))
     assert me.json()["email"] == "coder@example.com"
     refreshed = await auth.client.post(

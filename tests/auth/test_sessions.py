@@ -35,6 +35,11 @@ async def test_login_refresh_logout(auth: AuthService) -> None:
     assert pair["token_type"] == "bearer"
     assert pair["expires_in"] == 900
     assert pair["refresh_token"] != registered["refresh_token"]
+    # Every sign-in says who it is for, like registration ("tokens as above").
+    assert pair["user"] == registered["user"]
+    assert {k: pair["tenant"][k] for k in ("id", "name", "plan")} == {
+        k: registered["tenant"][k] for k in ("id", "name", "plan")
+    }
     async with auth.runtime.database.transaction() as session:
         user = await session.scalar(select(User).where(User.email == "ada@example.com"))
     assert user is not None
@@ -44,6 +49,10 @@ async def test_login_refresh_logout(auth: AuthService) -> None:
     assert refreshed.status_code == 200, refreshed.text
     new_pair = refreshed.json()
     assert new_pair["refresh_token"] != pair["refresh_token"]
+    assert (new_pair["user"]["id"], new_pair["tenant"]["id"]) == (
+        registered["user"]["id"],
+        registered["tenant"]["id"],
+    )
     me = await auth.client.get("/api/v1/users/me", headers=auth.bearer(new_pair["access_token"]))
     assert me.status_code == 200
     assert me.json()["email"] == "ada@example.com"

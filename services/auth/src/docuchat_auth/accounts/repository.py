@@ -68,3 +68,9 @@ class AccountRepository:
 
     async def user_by_id(self, user_id: uuid.UUID) -> User | None:
         return await self.session.get(User, user_id)
+
+    async def tenant_of(self, user: User) -> Tenant:
+        tenant = await self.session.get(Tenant, user.tenant_id)
+        if tenant is None:  # the foreign key cascades: a user never outlives its tenant
+            raise LookupError(f"user {user.id} has no tenant")
+        return tenant

@@ -7,7 +7,7 @@ from docuchat_auth.accounts.schemas import (
     PasswordChange,
     ProfilePatch,
     RegisterIn,
-    RegisterOut,
+    SignedInOut,
     UserOut,
 )
 from docuchat_auth.accounts.service import AccountService
@@ -24,8 +24,8 @@ def account_service(request: Request, session: AsyncSession) -> AccountService:
     return AccountService(session, outbox=runtime.outbox, tokens=tokens, settings=tokens.settings)
 
 
-@router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=RegisterOut)
-async def register(body: RegisterIn, request: Request, session: DbSession) -> RegisterOut:
+@router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=SignedInOut)
+async def register(body: RegisterIn, request: Request, session: DbSession) -> SignedInOut:
     """Create a tenant and its owner; returns the owner's tokens."""
     return await account_service(request, session).register(body)
 

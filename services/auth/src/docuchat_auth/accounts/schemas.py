@@ -4,6 +4,8 @@ import uuid
 
 from pydantic import BaseModel, EmailStr, Field
 
+from docuchat_auth.tenants.schemas import TenantOut
+
 
 class RegisterIn(BaseModel):
     email: EmailStr
@@ -20,11 +22,6 @@ class UserOut(BaseModel):
     tenant_id: uuid.UUID
 
 
-class TenantOut(BaseModel):
-    id: uuid.UUID
-    name: str
-
-
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
@@ -32,7 +29,10 @@ class TokenPair(BaseModel):
     expires_in: int
 
 
-class RegisterOut(TokenPair):
+class SignedInOut(TokenPair):
+    """What every sign-in answers (register, login, refresh, emailed code): the pair and who
+    it is for, so a client needs no second request to show the user and the tenant."""
+
     user: UserOut
     tenant: TenantOut
 

@@ -14,12 +14,13 @@ from docuchat_auth.accounts.schemas import (
     PasswordChange,
     ProfilePatch,
     RegisterIn,
-    RegisterOut,
-    TenantOut,
+    SignedInOut,
+    TokenPair,
     UserOut,
 )
-from docuchat_auth.models import User
+from docuchat_auth.models import Tenant, User
 from docuchat_auth.settings import AuthSettings
+from docuchat_auth.tenants.schemas import TenantOut
 from docuchat_auth.tokens.repository import RefreshTokenRepository
 from docuchat_auth.tokens.service import TokenService
 from docuchat_common.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -50,6 +51,12 @@ def user_out(user: User) -> UserOut:
     )
 
 
+def signed_in_out(pair: TokenPair, user: User, tenant: Tenant) -> SignedInOut:
+    return SignedInOut(
+        **pair.model_dump(), user=user_out(user), tenant=TenantOut.model_validate(tenant)
+    )
+
+
 class AccountService:
     def __init__(
         self,
@@ -66,7 +73,7 @@ class AccountService:
         self.tokens = tokens
         self.settings = settings
 
-    async def register(self, body: RegisterIn) -> RegisterOut:
+    async def register(self, body: RegisterIn) -> SignedInOut:
         email = normalise_email(body.email)
         passwords.check_policy(
             body.password, min_length=self.settings.password_min_length, email=email
@@ -97,11 +104,7 @@ class AccountService:
             ),
         )
         pair = await self.tokens.issue_pair(user, self.refresh_tokens)
-        return RegisterOut(
-            **pair.model_dump(),
-            user=user_out(user),
-            tenant=TenantOut(id=tenant.id, name=tenant.name),
-        )
+        return signed_in_out(pair, user, tenant)
 
     async def _user(self, identity: Identity) -> User:
         user = await self.accounts.user_in_tenant(identity.user_id, identity.tenant_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from docuchat_auth.accounts.schemas import TokenPair
+from docuchat_auth.accounts.schemas import SignedInOut
 from docuchat_auth.sessions.schemas import (
     EmailCodeVerifyIn,
     EmailIn,
@@ -38,8 +38,8 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/auth/login", response_model=TokenPair)
-async def login(body: LoginIn, request: Request, session: DbSession) -> TokenPair:
+@router.post("/auth/login", response_model=SignedInOut)
+async def login(body: LoginIn, request: Request, session: DbSession) -> SignedInOut:
     """Sign in with email and password. Repeated failures lock the account (and the client IP)
     for a while: 429 with Retry-After, even for the right password."""
     return await session_service(request, session).login(
@@ -47,8 +47,8 @@ async def login(body: LoginIn, request: Request, session: DbSession) -> TokenPai
     )
 
 
-@router.post("/auth/refresh", response_model=TokenPair)
-async def refresh(body: RefreshTokenIn, request: Request, session: DbSession) -> TokenPair:
+@router.post("/auth/refresh", response_model=SignedInOut)
+async def refresh(body: RefreshTokenIn, request: Request, session: DbSession) -> SignedInOut:
     """A new pair for a refresh token, which then stops working. Presenting a spent token again
     ends every session descending from the same login (401 ``refresh_token_reused``)."""
     return await session_service(request, session).refresh(body.refresh_token)
@@ -69,10 +69,10 @@ async def send_email_code(body: EmailIn, request: Request, session: DbSession) -
     return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
-@router.post("/auth/email-code/verify", response_model=TokenPair)
+@router.post("/auth/email-code/verify", response_model=SignedInOut)
 async def verify_email_code(
     body: EmailCodeVerifyIn, request: Request, session: DbSession
-) -> TokenPair:
+) -> SignedInOut:
     return await session_service(request, session).verify_email_code(
         body.email, body.code, client_ip=client_ip(request)
     )

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_auth.accounts import passwords
 from docuchat_auth.accounts.repository import AccountRepository
-from docuchat_auth.accounts.schemas import TokenPair
-from docuchat_auth.accounts.service import normalise_email
+from docuchat_auth.accounts.schemas import SignedInOut
+from docuchat_auth.accounts.service import normalise_email, signed_in_out
 from docuchat_auth.mail import Mail, MailSender
 from docuchat_auth.models import User
 from docuchat_auth.sessions.repository import OneTimeSecretRepository
@@ -87,13 +87,14 @@ class SessionService:
     def _ip_limit(self, action: str, client_ip: str) -> Limit:
         return Limit(f"{action}:ip:{client_ip}", self.settings.max_failures_per_ip)
 
-    async def _sign_in(self, user: User) -> TokenPair:
+    async def _sign_in(self, user: User) -> SignedInOut:
         user.last_login_at = datetime.now(UTC)
-        return await self.tokens.issue_pair(user, self.refresh_tokens)
+        pair = await self.tokens.issue_pair(user, self.refresh_tokens)
+        return signed_in_out(pair, user, await self.accounts.tenant_of(user))
 
     # Password login
 
-    async def login(self, email: str, password: str, *, client_ip: str) -> TokenPair:
+    async def login(self, email: str, password: str, *, client_ip: str) -> SignedInOut:
         email = normalise_email(email)
         account_limit = self._account_limit("login", email)
         ip_limit = self._ip_limit("login", client_ip)
@@ -115,7 +116,7 @@ class SessionService:
 
     # Refresh tokens
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
+    async def refresh(self, refresh_token: str) -> SignedInOut:
         """Rotate: the token is spent and a new one joins its family. A spent token coming back
         means a copy exists; the whole family ends, the newest token included."""
         # Its own transaction, committed even when answering 401 for a reuse. (Revoking from a
@@ -134,10 +135,12 @@ class SessionService:
                 )
             if token.used_at is None:
                 await refresh_tokens.mark_used(token)
-                user = await AccountRepository(session).user_by_id(token.user_id)
+                accounts = AccountRepository(session)
+                user = await accounts.user_by_id(token.user_id)
                 if user is None:
                     raise Unauthorized("the account no longer exists", code="invalid_refresh_token")
-                return await self.tokens.issue_pair(user, refresh_tokens, family_id=token.family_id)
+                pair = await self.tokens.issue_pair(user, refresh_tokens, family_id=token.family_id)
+                return signed_in_out(pair, user, await accounts.tenant_of(user))
             await refresh_tokens.revoke_family(token.family_id)
         raise Unauthorized(
             "the refresh token was already used; every session it started has ended",
@@ -192,7 +195,7 @@ class SessionService:
             )
         )
 
-    async def verify_email_code(self, email: str, code: str, *, client_ip: str) -> TokenPair:
+    async def verify_email_code(self, email: str, code: str, *, client_ip: str) -> SignedInOut:
         email = normalise_email(email)
         account_limit = self._account_limit("code", email)
         ip_limit = self._ip_limit("code", client_ip)

@@ -40,7 +40,7 @@ SOURCE = "auth"
 
 
 def tenant_out(tenant: Tenant) -> TenantOut:
-    return TenantOut(id=tenant.id, name=tenant.name, plan=tenant.plan, created_at=tenant.created_at)
+    return TenantOut.model_validate(tenant)
 
 
 def member_out(user: User) -> MemberOut:
