@@ -26,7 +26,7 @@ def _register_body() -> dict[str, str]:
     }
 
 
-async def test_health_through_the_gateway(gateway: httpx.AsyncClient) -> None:
+async def test_health_through_the_gateway(stack: DevStack, gateway: httpx.AsyncClient) -> None:
     assert (await gateway.get("/healthz")).status_code == 200
     for service in SERVICES:
         response = await gateway.get(f"/{service}/readyz")
@@ -35,6 +35,9 @@ async def test_health_through_the_gateway(gateway: httpx.AsyncClient) -> None:
         assert body["service"] == service
         assert body["checks"]["database"]["status"] == "up"
         assert body["checks"]["broker"]["status"] == "up"
+    # The ingest process that serves search owns the vector store, and says whether it is up.
+    search = await httpx.AsyncClient().get(f"{stack.search_url}/readyz")
+    assert search.json()["checks"]["vector_store"]["status"] == "up", search.text
 
 
 async def test_metrics_are_served_by_each_service_but_not_through_the_gateway(

@@ -92,12 +92,14 @@ def corpus(tenant: uuid.UUID, kb: uuid.UUID, docs: int, chunks: int, seed: int) 
     return out
 
 
-async def make_store(kind: str, tmp_path: Path) -> VectorStore:
-    store: VectorStore
+def new_store(kind: str, tmp_path: Path) -> VectorStore:
     if kind == "qdrant-client":
-        store = QdrantClientStore.connect(location=":memory:", dimension=DIM)
-    else:
-        store = QdrantEdgeStore(tmp_path / f"shard-{uuid.uuid4().hex[:6]}", dimension=DIM)
+        return QdrantClientStore.connect(location=":memory:", dimension=DIM)
+    return QdrantEdgeStore(tmp_path / f"shard-{uuid.uuid4().hex[:6]}", dimension=DIM)
+
+
+async def make_store(kind: str, tmp_path: Path) -> VectorStore:
+    store = new_store(kind, tmp_path)
     await store.ensure_collection()
     return store
 
@@ -123,6 +125,18 @@ def test_point_id_is_deterministic() -> None:
     assert point_id(doc, 3) == point_id(doc, 3) == uuid.uuid5(doc, "3")
     assert point_id(doc, 3) != point_id(doc, 4)
     assert point_id(doc, 3) != point_id(uuid.uuid4(), 3)
+
+
+@pytest.mark.parametrize("kind", ADAPTERS)
+async def test_a_store_is_ready_once_its_collection_is_there(kind: str, tmp_path: Path) -> None:
+    store = new_store(kind, tmp_path)
+    try:
+        with pytest.raises(RuntimeError):  # what /readyz reports as down
+            await store.check_ready()
+        await store.ensure_collection()
+        await store.check_ready()
+    finally:
+        await store.close()
 
 
 async def test_ensure_collection_is_idempotent(store: VectorStore) -> None:

@@ -138,6 +138,13 @@ def _open_store(runtime: ServiceRuntime, settings: IngestSettings) -> None:
         if close is not None:
             await close()
 
+    async def vector_store_ready() -> None:
+        store: VectorStore | None = runtime.state.get("vector_store")
+        if store is None:
+            raise RuntimeError("the vector store is not open yet")
+        await store.check_ready()
+
+    runtime.health.add("vector_store", vector_store_ready)
     runtime.on_start(start)
     runtime.on_stop(stop)
 

@@ -229,6 +229,12 @@ class QdrantEdgeStore:
     async def flush(self) -> None:
         await self._run(self.shard.flush)
 
+    async def check_ready(self) -> None:
+        # In process: open is ready. Not through the executor, where a large upsert would
+        # make the check time out and the process look unready while it works.
+        if self._shard is None:
+            raise RuntimeError("the vector shard is not open")
+
     async def close(self) -> None:
         shard, self._shard = self._shard, None
         if shard is not None:

@@ -210,5 +210,9 @@ class VectorStore(Protocol):
         document_id: uuid.UUID | None = None,
     ) -> int: ...
 
+    async def check_ready(self) -> None:
+        """Raise unless the store can answer: the shard is open / the server has the
+        collection. For ``/readyz``: cheap, and never queued behind a long write."""
+
     async def close(self) -> None:
         """Release the client / the shard."""

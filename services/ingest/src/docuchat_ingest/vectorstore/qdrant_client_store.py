@@ -217,6 +217,10 @@ class QdrantClientStore:
         )
         return result.count
 
+    async def check_ready(self) -> None:
+        if not await self._client.collection_exists(self.collection):
+            raise RuntimeError(f"the Qdrant collection {self.collection!r} is missing")
+
     async def close(self) -> None:
         await self._client.close()
 
