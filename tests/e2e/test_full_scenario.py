@@ -22,12 +22,14 @@ PDF = CORPUS / "docs" / "pdf" / "text" / "pdfminer-dmca.pdf"
 QUESTION = "What does the DMCA say about distance education?"
 PAGE = 15
 PASSWORD = "correct horse battery staple"
-# A plan is data: one whose day allows a single token, for the quota to run out at once.
+# A plan is data: one whose day allows no LLM tokens, for the quota to be spent at once (the
+# stack answers extractively, which runs no model and spends none; embedding tokens are metered
+# but not counted against the token limits).
 TINY_PLAN = """
 INSERT INTO plans (id, name, description, position, daily_tokens, monthly_tokens, documents,
                    storage_bytes, knowledge_bases, max_file_bytes, requests_per_minute,
                    allowed_models)
-SELECT 'tiny-e2e', 'Tiny (e2e)', 'one token a day', 99, 1, monthly_tokens, documents,
+SELECT 'tiny-e2e', 'Tiny (e2e)', 'no tokens a day', 99, 0, monthly_tokens, documents,
        storage_bytes, knowledge_bases, max_file_bytes, requests_per_minute, allowed_models
 FROM plans WHERE id = 'free'
 ON CONFLICT (id) DO NOTHING

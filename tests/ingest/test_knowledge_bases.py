@@ -83,6 +83,13 @@ async def test_crud_with_settings_and_clear_errors(ingest: IngestService) -> Non
     assert patched.status_code == 200
     assert (patched.json()["name"], patched.json()["system_prompt"]) == ("Papers", None)
     assert patched.json()["description"] == "papers"  # untouched fields stay
+    # A misspelt field or a null name is refused, not silently ignored; nothing changes.
+    for body in ({"nmae": "Typo"}, {"name": None}, {"settings": None}):
+        refused = await ingest.client.patch(f"{KB}/{kb['id']}", json=body, headers=headers)
+        assert refused.status_code == 422, body
+        assert refused.json()["code"] == "validation_error"
+    kept = (await ingest.client.get(f"{KB}/{kb['id']}", headers=headers)).json()
+    assert (kept["name"], kept["settings"]) == ("Papers", patched.json()["settings"])
 
     assert (await ingest.client.get(f"{KB}/{kb['id']}", headers=headers)).json()["name"] == "Papers"
     member_delete = await ingest.client.delete(

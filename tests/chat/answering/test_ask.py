@@ -224,6 +224,15 @@ async def test_a_blank_or_overlong_question_is_refused_before_anything_is_stored
     for content in ("   ", "why? " * 500):
         refused = await chat.ask(corpus.tenant_id, user, session["id"], content)
         assert refused.status_code == 422, refused.text
+    # stream is a JSON boolean: "yes" is refused, not guessed at
+    for stream in ("yes", 1, "true"):
+        refused = await chat.client.post(
+            f"/api/v1/sessions/{session['id']}/messages",
+            json={"content": "What is distance education?", "stream": stream},
+            headers=chat.headers(corpus.tenant_id, user),
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["loc"] == ["body", "stream"]
     assert await chat.messages(corpus.tenant_id, user, session["id"]) == []
     assert fake_openai.requests == []
 

@@ -5,6 +5,7 @@ import uuid
 from pydantic import BaseModel, EmailStr, Field
 
 from docuchat_auth.tenants.schemas import TenantOut
+from docuchat_common.schemas import PatchModel
 
 
 class RegisterIn(BaseModel):
@@ -37,7 +38,7 @@ class SignedInOut(TokenPair):
     tenant: TenantOut
 
 
-class ProfilePatch(BaseModel):
+class ProfilePatch(PatchModel):
     name: str | None = Field(default=None, max_length=200)
 
 

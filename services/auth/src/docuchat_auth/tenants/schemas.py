@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from docuchat_common.schemas import PatchModel
+
 Role = Literal["owner", "admin", "member"]
 
 
@@ -18,7 +20,9 @@ class TenantOut(BaseModel):
     created_at: datetime
 
 
-class TenantPatch(BaseModel):
+class TenantPatch(PatchModel):
+    not_clearable = frozenset({"name"})
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
@@ -42,5 +46,5 @@ class InviteIn(BaseModel):
     name: str | None = Field(default=None, max_length=200)
 
 
-class RolePatch(BaseModel):
+class RolePatch(PatchModel):
     role: Role

@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, HttpUrl
 
+from docuchat_common.schemas import PatchModel
+
 
 class LLMSettingsOut(BaseModel):
     base_url: str | None
@@ -13,7 +15,7 @@ class LLMSettingsOut(BaseModel):
     updated_at: datetime | None
 
 
-class LLMSettingsPatch(BaseModel):
+class LLMSettingsPatch(PatchModel):
     """Fields present are changed; ``null`` clears one (back to the service's default)."""
 
     api_key: str | None = Field(default=None, min_length=1, max_length=500, repr=False)

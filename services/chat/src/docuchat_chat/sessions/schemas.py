@@ -6,13 +6,17 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from docuchat_common.schemas import PatchModel
+
 
 class SessionIn(BaseModel):
     knowledge_base_id: uuid.UUID
     title: str | None = Field(default=None, max_length=200)
 
 
-class SessionPatch(BaseModel):
+class SessionPatch(PatchModel):
+    not_clearable = frozenset({"archived"})
+
     title: str | None = Field(default=None, min_length=1, max_length=200)
     archived: bool | None = None
 

@@ -6,6 +6,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from docuchat_common.schemas import PatchModel
+
 
 class KnowledgeBaseSettings(BaseModel):
     """How documents are chunked (in embedding-model wordpieces) and how many passages a
@@ -31,7 +33,9 @@ class KnowledgeBaseIn(BaseModel):
     settings: KnowledgeBaseSettings = Field(default_factory=KnowledgeBaseSettings)
 
 
-class KnowledgeBasePatch(BaseModel):
+class KnowledgeBasePatch(PatchModel):
+    not_clearable = frozenset({"name", "settings"})
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     system_prompt: str | None = Field(default=None, max_length=8000)
