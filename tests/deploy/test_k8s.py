@@ -206,7 +206,7 @@ def _dynamic_paths() -> set[str]:
         if name.endswith("-health") or name == "ingest-search":
             continue
         for kind, value in re.findall(r"(PathPrefix|PathRegexp|Path)\(`([^`]+)`\)", router["rule"]):
-            paths.add(value.rstrip("/") if kind == "PathPrefix" else value)
+            paths.add((value.rstrip("/") or "/") if kind == "PathPrefix" else value)
     return paths
 
 
@@ -231,8 +231,20 @@ def test_http_routes_match_the_gateway_file(rendered: dict[str, Docs]) -> None:
             assert set(rule["filters"][0]["requestHeaderModifier"]["remove"]) == identity_headers
         filters = [f for rule in route["spec"]["rules"] for f in rule["filters"]]
         # a client's identity headers never pass; then the policy chain, forward-auth included
-        # on protected routes
-        assert [f["type"] for f in filters] == ["RequestHeaderModifier", "ExtensionRef"]
+        # on protected routes; the catch-all rewrites the path as dynamic.yml's does
+        rewrites = [f["urlRewrite"]["path"]["replaceFullPath"] for f in filters[2:]]
+        assert [f["type"] for f in filters] == [
+            "RequestHeaderModifier",
+            "ExtensionRef",
+            *(["URLRewrite"] if rewrites else []),
+        ]
+        dynamic_router = _dynamic()["routers"].get(name, {})
+        expected = [
+            middlewares[m]["replacePath"]["path"]
+            for m in dynamic_router.get("middlewares", [])
+            if "replacePath" in middlewares[m]
+        ]
+        assert rewrites == expected, name
         chain = "public" if name.endswith("-public") else "protected"
         assert filters[1]["extensionRef"]["name"] == chain, name
 

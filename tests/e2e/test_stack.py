@@ -40,6 +40,24 @@ async def test_health_through_the_gateway(stack: DevStack, gateway: httpx.AsyncC
     assert search.json()["checks"]["vector_store"]["status"] == "up", search.text
 
 
+async def test_an_unknown_path_is_a_problem_404_and_reaches_nothing_unrouted(
+    gateway: httpx.AsyncClient,
+) -> None:
+    for method, path in [
+        ("GET", "/api/v1/nothing-here"),
+        ("POST", "/api/v2/knowledge-bases"),
+        ("GET", "/metrics"),
+        ("GET", "/internal/forward-auth"),
+        ("GET", "/gateway/not-found"),
+    ]:
+        response = await gateway.request(method, path, headers={"X-Request-Id": "trace-me-1"})
+        assert response.status_code == 404, (path, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json"), path
+        assert response.headers["x-request-id"] == "trace-me-1"
+        problem = response.json()
+        assert (problem["code"], problem["instance"]) == ("not_found", path)
+
+
 async def test_metrics_are_served_by_each_service_but_not_through_the_gateway(
     stack: DevStack, gateway: httpx.AsyncClient
 ) -> None:

@@ -175,8 +175,10 @@ def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 def _instance(request: Request) -> str:
     # Behind forward-auth the failing request is the client's, not /internal/forward-auth.
-    # The path only: a browser's stream may carry its access token in the query.
-    forwarded = request.headers.get("x-forwarded-uri")
+    # The path only: a browser's stream may carry its access token in the query. An unknown
+    # path reaches a service rewritten by the gateway, which keeps the client's in
+    # X-Replaced-Path.
+    forwarded = request.headers.get("x-forwarded-uri") or request.headers.get("x-replaced-path")
     return forwarded.partition("?")[0] if forwarded else request.url.path
 
 
