@@ -34,6 +34,9 @@ log = get_logger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROUTES_FILE = REPO_ROOT / "deploy" / "gateway" / "dynamic.yml"
 SERVICES = ("auth", "ingest", "chat", "usage")
+CORS_REGEX_ENV = "DOCUCHAT_CORS_ORIGIN_REGEX"
+# Any port on this machine's names: the frontend dev servers (Vite 5173, Next 3000, ...).
+DEV_CORS_ORIGIN_REGEX = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?$"
 # In split mode each of these runs in its own process; the API targets leave publishing to the
 # relay target.
 # With the embedded vector store the ingest target is API and worker in one process (one
@@ -84,6 +87,7 @@ class DevStack:
             {
                 **{f"DOCUCHAT_{s.upper()}_URL": self.service_url(s) for s in SERVICES},
                 "DOCUCHAT_INGEST_SEARCH_URL": self.search_url,
+                **self._dev_cors(),
                 # the gateway's own settings (rate limits, proxy depth) from extra_env too
                 **{k: v for k, v in config.extra_env.items() if k.startswith("DOCUCHAT_GATEWAY_")},
             },
@@ -97,6 +101,14 @@ class DevStack:
                 self.llm = LocalLLMServer(self.ports["llm"], self.logs_dir)
             else:
                 log.warning("no local LLM; chat answers extractively", reason=reason)
+
+    def _dev_cors(self) -> dict[str, str]:
+        """In dev, a frontend's dev server (any localhost port) may call the gateway unless the
+        developer configured CORS themselves."""
+        configured = any(os.environ.get(k) for k in ("DOCUCHAT_CORS_ORIGINS", CORS_REGEX_ENV))
+        if self.config.environment != "dev" or configured:
+            return {}
+        return {CORS_REGEX_ENV: DEV_CORS_ORIGIN_REGEX}
 
     def service_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"

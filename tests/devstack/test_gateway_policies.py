@@ -13,6 +13,7 @@ from email.message import Message
 import pytest
 
 from docuchat.devstack import TraefikGateway, free_port
+from docuchat.stack import CORS_REGEX_ENV, DEV_CORS_ORIGIN_REGEX
 from tests.devstack.test_processes import (
     DYNAMIC_CONFIG,
     STREAM_PROBE,
@@ -31,6 +32,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TraefikG
     env = {
         **backends.env(),
         "DOCUCHAT_CORS_ORIGINS": f"{ORIGIN}, https://admin.example.com",
+        CORS_REGEX_ENV: DEV_CORS_ORIGIN_REGEX,
         "DOCUCHAT_GATEWAY_TENANT_RATE": str(TENANT_RATE),
         "DOCUCHAT_GATEWAY_TENANT_BURST": str(TENANT_RATE),
         "DOCUCHAT_GATEWAY_IP_RATE": "1000",
@@ -73,10 +75,13 @@ def test_cors_preflight_is_answered_at_the_gateway_for_configured_origins_only(
     assert "authorization" in headers["Access-Control-Allow-Headers"].lower()
     assert len(backends.seen) == before, "a preflight needs no service (and no credentials)"
 
-    status, headers, _ = send(
-        gw, "/api/v1/sessions", "OPTIONS", {**preflight, "Origin": "https://evil.example.com"}
-    )
-    assert headers["Access-Control-Allow-Origin"] is None
+    for evil in ("https://evil.example.com", "http://localhost.evil.example.com"):
+        status, headers, _ = send(gw, "/api/v1/sessions", "OPTIONS", {**preflight, "Origin": evil})
+        assert headers["Access-Control-Allow-Origin"] is None, evil
+    # the dev stack's expression: a frontend dev server on any localhost port
+    for local in ("http://localhost:5173", "http://127.0.0.1:3000"):
+        status, headers, _ = send(gw, "/api/v1/sessions", "OPTIONS", {**preflight, "Origin": local})
+        assert headers["Access-Control-Allow-Origin"] == local
 
     status, headers, body = send(
         gw, "/api/v1/usage", headers={"Origin": ORIGIN, "Authorization": TENANT_TOKEN_PREFIX + "c"}
