@@ -99,6 +99,9 @@ async def test_a_question_gets_a_streamed_cited_answer(
     assert kinds[-2:] == ["citations", "done"] and "token" in kinds
     answer = "".join(data["text"] for kind, data in events if kind == "token")
     assert "[1]" in answer
+    # No model runs in this stack (extractive): the answer says its tokens were not metered.
+    done = events[-1][1]
+    assert done["usage"]["total_tokens"] > 0 and done["usage"]["metered"] is False
     _assert_cites_the_page(events[-2][1], document_id)
 
     # A browser's WebSocket cannot send headers: the access token rides in the query.

@@ -81,6 +81,7 @@ async def test_a_question_about_a_document_streams_a_cited_answer_that_is_stored
         "prompt_tokens": sum(map(count_tokens, prompt)),
         "completion_tokens": count_tokens(CITED_ANSWER),
         "total_tokens": sum(map(count_tokens, prompt)) + count_tokens(CITED_ANSWER),
+        "metered": True,
     }
 
     question, answer = await chat.messages(corpus.tenant_id, user, session["id"])
@@ -141,7 +142,12 @@ async def test_a_question_the_documents_cannot_answer_costs_no_model_call(
         False,
         [],
     )
-    assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    assert body["usage"] == {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+        "metered": False,
+    }
 
     streamed = await stream_answer(chat, corpus.tenant_id, user, session["id"], UNANSWERABLE)
     assert [kind for kind, _ in streamed] == ["token", "citations", "done"]

@@ -119,7 +119,7 @@ async def _events(
     yield _sse("done", {"message_id": str(answer.id), "usage": _usage(answer)})
 
 
-def _usage(answer: MessageOut) -> dict[str, int]:
+def _usage(answer: MessageOut) -> dict[str, int | bool]:
     return answer.usage.model_dump() if answer.usage else {}
 
 

@@ -253,7 +253,7 @@ class AnswerService:
         """The answer, its citations and usage, and its events, in one transaction."""
         deps, identity = self.deps, question.identity
         citations = cited(answer.text, question.passages) if question.asks_model else []
-        usage = answer.usage if question.asks_model else Usage(0, 0)
+        usage = answer.usage if question.asks_model else Usage(0, 0, metered=False)
         # Grounded: backed by passages it cites. A model that cites none (it found no answer in
         # them, or ignored the instruction) gives an answer the documents do not vouch for.
         grounded = bool(citations)
@@ -271,6 +271,7 @@ class AnswerService:
                     "prompt_tokens": usage.prompt_tokens,
                     "completion_tokens": usage.completion_tokens,
                     "total_tokens": usage.total_tokens,
+                    "metered": usage.metered and question.metered,
                 },
                 model=question.model if question.asks_model else None,
                 complete=answer.complete,

@@ -52,6 +52,9 @@ class UsageOut(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    # False when no model ran (the extractive provider): the counts say what the answer holds,
+    # and nothing was metered against the plan or shows in /usage.
+    metered: bool = True
 
 
 class MessageOut(BaseModel):
