@@ -149,9 +149,11 @@ class TokensConsumer:
         """Decode a batch (while the previous one's transactions run), then hand it to the
         database, one transaction per lane of tenants, and return for the next one."""
         lanes = (await self.decode(list(records))).lanes(TOKENS_LANES)
-        commit = self.commit(lanes, _offsets_after(records), consumer)
         in_flight, self.in_flight = self.in_flight, []
         await asyncio.gather(*in_flight)
+        # Made only now: a stop that cancels the wait above leaves no coroutine unawaited (the
+        # batch is simply delivered again).
+        commit = self.commit(lanes, _offsets_after(records), consumer)
         if self.stopping:
             await commit
             return
