@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import httpx
 import jwt
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from docuchat_common.context import bind_tenant
 from docuchat_common.errors import Forbidden, ServiceUnavailable, Unauthorized
@@ -162,8 +163,9 @@ class TokenVerifier:
             raise Unauthorized("token lacks identity claims", code="invalid_token") from exc
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def bearer_token(connection: HTTPConnection) -> str | None:
+    """The ``Authorization: Bearer`` credential of a request or a WebSocket, if any."""
+    header = connection.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
@@ -183,7 +185,7 @@ async def current_identity(request: Request) -> Identity:
     if internal:
         identity = await verifier.identity(internal, audience=INTERNAL_AUDIENCE)
     else:
-        token = _bearer(request)
+        token = bearer_token(request)
         if token is None:
             raise Unauthorized("missing credentials")
         if token.startswith("dck_"):

@@ -14,7 +14,7 @@ from docuchat_auth.api_keys.service import looks_like_api_key
 from docuchat_auth.tokens.keys import KeyRing
 from docuchat_auth.tokens.service import TokenService
 from docuchat_common.errors import Unauthorized
-from docuchat_common.identity import IDENTITY_HEADER, TENANT_HEADER, verifier_from
+from docuchat_common.identity import IDENTITY_HEADER, TENANT_HEADER, bearer_token, verifier_from
 from docuchat_common.service import DbSession, runtime_of
 
 router = APIRouter(tags=["tokens"])
@@ -25,13 +25,6 @@ router = APIRouter(tags=["tokens"])
 # The gateway's access log drops query strings; services redact it from their spans.
 QUERY_TOKEN_PATHS = re.compile(r"^/api/v1/(sessions/[^/]+/ws|documents/[^/]+/events)$")
 QUERY_TOKEN_PARAMETER = "access_token"  # noqa: S105 - a parameter's name, not a secret
-
-
-def _header_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
 
 
 def _query_token(request: Request) -> str | None:
@@ -72,7 +65,7 @@ async def forward_auth(request: Request, session: DbSession) -> Response:
     """
     if request.headers.get("x-forwarded-method", "").upper() == "OPTIONS":
         return Response(status_code=200)
-    token = _header_token(request) or _query_token(request)
+    token = bearer_token(request) or _query_token(request)
     if token is None:
         raise Unauthorized("missing credentials")
     runtime = runtime_of(request)

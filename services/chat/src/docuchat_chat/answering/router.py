@@ -28,6 +28,7 @@ from docuchat_common.identity import (
     IDENTITY_HEADER,
     INTERNAL_AUDIENCE,
     Identity,
+    bearer_token,
     require,
 )
 from docuchat_common.logging import get_logger
@@ -145,10 +146,10 @@ async def _ws_identity(websocket: WebSocket) -> Identity:
     if internal:
         identity: Identity = await verifier.identity(internal, audience=INTERNAL_AUDIENCE)
     else:
-        scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip() or token.startswith("dck_"):
+        token = bearer_token(websocket)
+        if token is None or token.startswith("dck_"):
             raise Unauthorized("missing credentials")
-        identity = await verifier.identity(token.strip())
+        identity = await verifier.identity(token)
     if identity.via == "api_key" and not identity.has_scope("chat"):
         raise Forbidden("API key lacks the 'chat' scope", code="insufficient_scope")
     return identity
