@@ -21,7 +21,7 @@ ENVELOPE = {"id", "type", "version", "occurred_at", "tenant_id", "source", "corr
 def test_every_event_is_past_tense_versioned_and_enveloped() -> None:
     for model in CATALOG:
         event_type = model.model_fields["type"].default
-        assert re.fullmatch(r"[a-z]+\.[a-z]+ed", event_type), event_type
+        assert re.fullmatch(r"[a-z]+(_[a-z]+)*\.[a-z]+ed", event_type), event_type
         assert model.model_fields["version"].default >= 1
         assert set(model.model_fields) == ENVELOPE
         assert model.topic.name.startswith("docuchat.")

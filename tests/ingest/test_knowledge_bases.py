@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from sqlalchemy import select
+
 from docuchat_common.events.catalog import (
     QuotaChanged,
     QuotaChangedData,
@@ -13,6 +15,7 @@ from docuchat_common.events.catalog import (
     TenantDeleted,
     TenantDeletedData,
 )
+from docuchat_ingest.models import outbox
 from tests.helpers import eventually
 from tests.ingest.conftest import IngestService
 
@@ -98,6 +101,16 @@ async def test_crud_with_settings_and_clear_errors(ingest: IngestService) -> Non
     assert member_delete.status_code == 403
     assert (await ingest.client.delete(f"{KB}/{kb['id']}", headers=headers)).status_code == 204
     assert (await ingest.client.get(f"{KB}/{kb['id']}", headers=headers)).status_code == 404
+    # chat learns of it (and drops the knowledge base's sessions)
+    async with ingest.runtime.database.transaction() as session:
+        payloads = (
+            await session.scalars(
+                select(outbox.c.payload).where(outbox.c.event_type == "knowledge_base.deleted")
+            )
+        ).all()
+    [deleted] = [p for p in payloads if p["data"]["knowledge_base_id"] == kb["id"]]
+    assert deleted["tenant_id"] == str(tenant)
+    assert (deleted["data"]["name"], deleted["data"]["documents"]) == ("Papers", 0)
 
 
 async def test_another_tenants_knowledge_base_is_404(ingest: IngestService) -> None:

@@ -1,5 +1,5 @@
-"""user.deleted and tenant.deleted purge the conversations (and for a tenant its LLM settings);
-a redelivered event changes nothing more."""
+"""user.deleted, knowledge_base.deleted and tenant.deleted purge the conversations (and for a
+tenant its LLM settings); a redelivered event changes nothing more."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 
 from docuchat_chat.models import ChatSession, LLMSettings
 from docuchat_common.events.catalog import (
+    KnowledgeBaseDeleted,
+    KnowledgeBaseDeletedData,
     TenantDeleted,
     TenantDeletedData,
     UserDeleted,
@@ -57,3 +59,39 @@ async def test_a_deleted_user_and_a_deleted_tenant_lose_their_sessions(
 
     await eventually(tenant_purged, what="the deleted tenant's sessions and settings purged")
     assert await sessions_of(chat, other_tenant) == [leaver]
+
+
+async def test_a_deleted_knowledge_base_takes_its_sessions_only(
+    chat: ChatService, ingest: HttpService
+) -> None:
+    tenant, user, other_tenant = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    doomed, kept = await make_kb(ingest, tenant), await make_kb(ingest, tenant)
+    gone = await chat.new_session(tenant, user, doomed, title="about the deleted one")
+    stays = await chat.new_session(tenant, user, kept, title="about the other one")
+    # the same knowledge base id under another tenant is another tenant's business
+    foreign = await chat.new_session(other_tenant, user, await make_kb(ingest, other_tenant))
+
+    async def session_ids(owner: uuid.UUID) -> set[str]:
+        listed = await chat.client.get("/api/v1/sessions", headers=chat.headers(owner, user))
+        return {s["id"] for s in listed.json()["items"]}
+
+    deleted = KnowledgeBaseDeleted(
+        tenant_id=tenant,
+        source="ingest",
+        data=KnowledgeBaseDeletedData(knowledge_base_id=doomed, name="Doomed", documents=3),
+    )
+    misaddressed = KnowledgeBaseDeleted(
+        tenant_id=other_tenant,
+        source="ingest",
+        data=KnowledgeBaseDeletedData(knowledge_base_id=kept, name="Kept", documents=0),
+    )
+    await chat.publish(deleted, misaddressed, deleted)  # one delivered twice
+
+    async def purged() -> bool:
+        return await session_ids(tenant) == {stays["id"]}
+
+    await eventually(purged, what="the deleted knowledge base's sessions purged")
+    assert (
+        await chat.client.get(f"/api/v1/sessions/{gone['id']}", headers=chat.headers(tenant, user))
+    ).status_code == 404
+    assert await session_ids(other_tenant) == {foreign["id"]}

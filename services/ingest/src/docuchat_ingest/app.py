@@ -20,6 +20,7 @@ from docuchat_common.events.catalog import (
     DocumentIndexed,
     DocumentProgressed,
     DocumentUploaded,
+    KnowledgeBaseDeleted,
     TokensConsumed,
 )
 from docuchat_common.quota import QuotaGuard
@@ -65,6 +66,7 @@ def build_runtime(settings: IngestSettings | None = None, *, role: str = "all") 
             DocumentIndexed,
             DocumentFailed,
             DocumentDeleted,
+            KnowledgeBaseDeleted,
             TokensConsumed,
         ],
     )

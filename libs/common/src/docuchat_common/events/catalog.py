@@ -14,7 +14,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag
 
 from docuchat_common.events.envelope import Event, EventData, UnknownEvent
-from docuchat_common.events.topics import DOCUMENTS, MESSAGES, QUOTA, TENANTS, TOKENS, USERS
+from docuchat_common.events.topics import (
+    DOCUMENTS,
+    KNOWLEDGE_BASES,
+    MESSAGES,
+    QUOTA,
+    TENANTS,
+    TOKENS,
+    USERS,
+)
 
 # --- auth -------------------------------------------------------------------------------------
 
@@ -151,6 +159,22 @@ class DocumentDeleted(Event[DocumentDeletedData]):
     version: Literal[1] = 1
 
 
+class KnowledgeBaseDeletedData(EventData):
+    knowledge_base_id: uuid.UUID
+    name: str
+    documents: int = Field(
+        description="How many documents went with it (each has its own document.deleted)"
+    )
+
+
+class KnowledgeBaseDeleted(Event[KnowledgeBaseDeletedData]):
+    """A knowledge base was deleted, its documents with it. Chat deletes its sessions."""
+
+    topic = KNOWLEDGE_BASES
+    type: Literal["knowledge_base.deleted"] = "knowledge_base.deleted"
+    version: Literal[1] = 1
+
+
 # --- metering ---------------------------------------------------------------------------------
 
 
@@ -232,6 +256,7 @@ CATALOG: tuple[type[Event[Any]], ...] = (
     DocumentIndexed,
     DocumentFailed,
     DocumentDeleted,
+    KnowledgeBaseDeleted,
     TokensConsumed,
     MessageCompleted,
     QuotaChanged,

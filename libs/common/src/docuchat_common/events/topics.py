@@ -27,6 +27,9 @@ DOCUMENTS = Topic(
     6,
     "Document pipeline (ingest): uploaded, progressed, indexed, failed, deleted",
 )
+KNOWLEDGE_BASES = Topic(
+    "docuchat.knowledge-bases", 3, "Knowledge base lifecycle (ingest): knowledge_base.deleted"
+)
 TOKENS = Topic("docuchat.tokens", 6, "Metering input (chat, ingest): tokens.consumed")
 MESSAGES = Topic("docuchat.messages", 3, "Chat answers (chat): message.completed")
 QUOTA = Topic(
@@ -36,7 +39,15 @@ QUOTA = Topic(
     config={"cleanup.policy": "compact"},
 )
 
-ALL_TOPICS: tuple[Topic, ...] = (TENANTS, USERS, DOCUMENTS, TOKENS, MESSAGES, QUOTA)
+ALL_TOPICS: tuple[Topic, ...] = (
+    TENANTS,
+    USERS,
+    KNOWLEDGE_BASES,
+    DOCUMENTS,
+    TOKENS,
+    MESSAGES,
+    QUOTA,
+)
 
 
 def all_topics_with_dlq() -> list[Topic]:

@@ -1,4 +1,5 @@
-"""Thin consumers: a deleted user's or tenant's conversations go with them."""
+"""Thin consumers: a deleted user's, tenant's or knowledge base's conversations go with
+them."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_chat.sessions.repository import SessionRepository
 from docuchat_chat.sessions.service import SessionService
-from docuchat_common.events.catalog import TenantDeleted, UserDeleted
-from docuchat_common.events.topics import TENANTS, USERS
+from docuchat_common.events.catalog import KnowledgeBaseDeleted, TenantDeleted, UserDeleted
+from docuchat_common.events.topics import KNOWLEDGE_BASES, TENANTS, USERS
 from docuchat_common.service import ServiceRuntime
 
 
@@ -26,7 +27,21 @@ def register(runtime: ServiceRuntime) -> None:
                 event.data.user_id, event.tenant_id
             )
 
+    async def on_knowledge_base_deleted(event: Any, session: AsyncSession) -> None:
+        """Sessions about a deleted knowledge base (with their messages) go: nothing is left
+        to ask them, and their citations point at deleted documents."""
+        if isinstance(event, KnowledgeBaseDeleted) and event.tenant_id is not None:
+            await SessionService(SessionRepository(session)).forget_knowledge_base(
+                event.data.knowledge_base_id, event.tenant_id
+            )
+
     runtime.consumers.subscribe(
         TENANTS, [TenantDeleted], group="chat.tenants", handler=on_tenant_deleted
+    )
+    runtime.consumers.subscribe(
+        KNOWLEDGE_BASES,
+        [KnowledgeBaseDeleted],
+        group="chat.knowledge-bases",
+        handler=on_knowledge_base_deleted,
     )
     runtime.consumers.subscribe(USERS, [UserDeleted], group="chat.users", handler=on_user_deleted)

@@ -164,6 +164,14 @@ class SessionRepository:
         await self.session.execute(feedback)
         await self.session.execute(sessions)
 
+    async def delete_knowledge_base(self, kb_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
+        """The knowledge base's sessions; messages and their feedback cascade."""
+        await self.session.execute(
+            delete(ChatSession).where(
+                ChatSession.tenant_id == tenant_id, ChatSession.knowledge_base_id == kb_id
+            )
+        )
+
     async def delete_tenant(self, tenant_id: uuid.UUID) -> None:
         for table in (Feedback, Message, ChatSession, LLMSettings):
             await self.session.execute(delete(table).where(table.tenant_id == tenant_id))

@@ -164,5 +164,8 @@ class SessionService:
     async def forget_user(self, user_id: uuid.UUID, tenant_id: uuid.UUID | None) -> None:
         await self.sessions.delete_user(user_id, tenant_id)
 
+    async def forget_knowledge_base(self, kb_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
+        await self.sessions.delete_knowledge_base(kb_id, tenant_id)
+
     async def forget_tenant(self, tenant_id: uuid.UUID) -> None:
         await self.sessions.delete_tenant(tenant_id)

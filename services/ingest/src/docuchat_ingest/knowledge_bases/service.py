@@ -5,7 +5,12 @@ from __future__ import annotations
 import uuid
 
 from docuchat_common.errors import Conflict, NotFound, QuotaExceeded
-from docuchat_common.events.catalog import DocumentDeleted, DocumentDeletedData
+from docuchat_common.events.catalog import (
+    DocumentDeleted,
+    DocumentDeletedData,
+    KnowledgeBaseDeleted,
+    KnowledgeBaseDeletedData,
+)
 from docuchat_common.events.outbox import Outbox
 from docuchat_common.identity import Identity
 from docuchat_common.pagination import decode_cursor, encode_cursor
@@ -125,11 +130,19 @@ class KnowledgeBaseService:
                 "the default knowledge base cannot be deleted", code="default_knowledge_base"
             )
         # Its documents go with it (cascade); each one's document.deleted lets the worker drop
-        # its points and file, and usage stop counting it.
+        # its points and file, and usage stop counting it. knowledge_base.deleted tells chat.
         documents = await self.knowledge_bases.documents_of(kb.id)
-        if self.outbox is not None and documents:
+        if self.outbox is not None:
             await self.outbox.add(
                 self.knowledge_bases.session,
+                # chat deletes the knowledge base's sessions
+                KnowledgeBaseDeleted(
+                    tenant_id=identity.tenant_id,
+                    source="ingest",
+                    data=KnowledgeBaseDeletedData(
+                        knowledge_base_id=kb.id, name=kb.name, documents=len(documents)
+                    ),
+                ),
                 *(
                     DocumentDeleted(
                         tenant_id=identity.tenant_id,
