@@ -29,3 +29,19 @@ def test_json_logs_carry_context_ids_and_never_secrets(capsys: pytest.CaptureFix
     assert line["password"] == "***" and line["api_key"] == "***"
     assert "eyJ" not in line["header"] and "dck_abcdef" not in line["note"]
     assert line["prompt_tokens"] == 12
+
+
+def test_a_token_in_a_logged_url_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", json=True)
+    try:
+        # as uvicorn logs a browser's WebSocket when it accepts it
+        logging.getLogger("uvicorn.error").info(
+            '%s - "WebSocket %s" [accepted]',
+            "127.0.0.1:50000",
+            "/api/v1/sessions/s-1/ws?access_token=eyJhbGciOi.payload.sig&lang=en",
+        )
+        line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    finally:
+        logging.getLogger().handlers.clear()
+    assert "eyJ" not in line["event"]
+    assert "/api/v1/sessions/s-1/ws?access_token=***&lang=en" in line["event"]

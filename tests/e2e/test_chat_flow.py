@@ -133,6 +133,9 @@ async def test_a_question_gets_a_streamed_cited_answer(
         return log if f"/api/v1/sessions/{session_id}/ws" in log and progress in log else None
 
     assert token not in await eventually(logged, what="the streams in the access log")
+    # nor do the services (uvicorn logs a WebSocket's URL as it accepts it)
+    for log in stack.logs_dir.glob("*.log"):
+        assert token not in log.read_text(errors="replace"), log.name
 
     listed = await gateway.get(f"/api/v1/sessions/{session_id}/messages", headers=headers)
     assert listed.status_code == 200, listed.text

@@ -17,11 +17,14 @@ _SECRET_KEYS = re.compile(
 )
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _DCK = re.compile(r"dck_[A-Za-z0-9_-]+")
+# A browser's stream sends its token in the URL; uvicorn logs a WebSocket's URL as it accepts it.
+_QUERY_TOKEN = re.compile(r"(access_token=)[^&\s\"']+", re.I)
 
 
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        return _DCK.sub("dck_***", _BEARER.sub(r"\1***", value))
+        value = _QUERY_TOKEN.sub(r"\1***", _BEARER.sub(r"\1***", value))
+        return _DCK.sub("dck_***", value)
     return value
 
 
