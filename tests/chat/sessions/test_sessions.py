@@ -40,6 +40,12 @@ async def test_a_session_lives_through_rename_archive_restore_and_delete(
     restored = await chat.client.patch(path, json={"archived": False}, headers=me)
     assert restored.json()["archived"] is False and restored.json()["archived_at"] is None
     assert (await chat.client.get(path, headers=me)).json()["title"] == "Leases"
+    # a null title, a non-boolean archived flag or a typo is refused, and changes nothing
+    for body in ({"title": None}, {"archived": "yes"}, {"archivd": True}):
+        refused = await chat.client.patch(path, json=body, headers=me)
+        assert refused.status_code == 422, body
+    kept = (await chat.client.get(path, headers=me)).json()
+    assert (kept["title"], kept["archived"]) == ("Leases", False)
 
     deleted = await chat.client.delete(path, headers=me)
     assert deleted.status_code == 204

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from docuchat_common.schemas import PatchModel
 
@@ -15,10 +15,10 @@ class SessionIn(BaseModel):
 
 
 class SessionPatch(PatchModel):
-    not_clearable = frozenset({"archived"})
+    not_clearable = frozenset({"title", "archived"})
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
-    archived: bool | None = None
+    archived: StrictBool | None = None  # "yes" is a 422, as for a question's stream
 
 
 class SessionOut(BaseModel):
