@@ -105,6 +105,21 @@ def llm_passages(passages: Sequence[NumberedPassage]) -> list[Passage]:
 
 
 def cited(answer: str, passages: Sequence[NumberedPassage]) -> list[dict[str, Any]]:
-    """The passages the answer cites with [n] markers, in order of number."""
+    """The passages the answer cites with [n] markers, in order of number. An answer with no
+    marker at all cites the passages it copies a run of ``QUOTE_WORDS`` words from: small
+    models quote the passage word for word and leave out the marker they were asked for."""
     numbers = {int(n) for group in _MARKER.findall(answer) for n in group.split(",") if n.strip()}
+    if not numbers:
+        runs = _word_runs(answer)
+        numbers = {p.number for p in passages if runs & _word_runs(p.hit.text)}
     return [p.citation() for p in passages if p.number in numbers]
+
+
+# Long enough that no two texts share one by chance, short enough for a quoted clause.
+QUOTE_WORDS = 12
+_WORD = re.compile(r"\w+")
+
+
+def _word_runs(text: str) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i : i + QUOTE_WORDS]) for i in range(len(words) - QUOTE_WORDS + 1)}
