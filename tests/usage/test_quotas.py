@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from docuchat_common.events.topics import QUOTA
+from docuchat_common.events.topics import QUOTA, ensure_topics
 from docuchat_usage.quotas.service import QuotaService
 from tests.helpers import eventually
 from tests.usage.conftest import UsageService
@@ -52,6 +52,9 @@ class QuotaTopic:
 
 @pytest.fixture
 async def quota_topic(infra: Any) -> AsyncIterator[QuotaTopic]:
+    # The relay creates the topic when it first runs, maybe after this: a consumer assigned to
+    # a topic that does not exist yet sees it only at its next metadata refresh (minutes).
+    await ensure_topics(infra.bootstrap_servers, [QUOTA])
     consumer = AIOKafkaConsumer(bootstrap_servers=infra.bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     partitions = [TopicPartition(QUOTA.name, p) for p in range(QUOTA.partitions)]
