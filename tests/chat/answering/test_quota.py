@@ -53,6 +53,13 @@ async def test_a_spent_quota_refuses_before_any_model_call_and_others_go_on(
         await ws.send_json({"content": DISTANCE_EDUCATION})
         frame = await ws.receive_json()
     assert (frame["type"], frame["status"], frame["code"]) == ("error", 429, "quota_exceeded")
+    # a session that is not there is a 404 first, spent or not
+    missing = await chat.client.post(
+        f"/api/v1/sessions/{uuid.uuid4()}/messages",
+        json={"content": DISTANCE_EDUCATION},
+        headers=chat.headers(tenant, user),
+    )
+    assert (missing.status_code, missing.json()["code"]) == (404, "session_not_found")
 
     assert fake_openai.chat_requests == []
     assert await chat.messages(tenant, user, session["id"]) == []

@@ -7,7 +7,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from httpx_ws import aconnect_ws
+import pytest
+from httpx_ws import WebSocketUpgradeError, aconnect_ws
 from sqlalchemy import text
 from sse_starlette.sse import AppStatus
 
@@ -74,9 +75,14 @@ async def test_a_websocket_for_someone_elses_session_answers_not_found(
     session = await chat.new_session(corpus.tenant_id, uuid.uuid4(), corpus.knowledge_base_id)
     url = f"{chat.url.replace('http', 'ws')}/api/v1/sessions/{session['id']}/ws"
     other = chat.headers(corpus.tenant_id, uuid.uuid4())
-    async with aconnect_ws(url, chat.client, headers=other) as ws:
-        (error,) = await ws_exchange(ws, DISTANCE_EDUCATION)
-    assert (error["type"], error["status"], error["code"]) == ("error", 404, "session_not_found")
+    # refused at the upgrade, with the HTTP answer: a problem+json 404
+    with pytest.raises(WebSocketUpgradeError) as refused:
+        async with aconnect_ws(url, chat.client, headers=other):
+            pass
+    # (httpx-ws closes the refused response's stream: its status and headers remain)
+    response = refused.value.response
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
 
 
 async def assert_partial_answer_stored_and_metered(

@@ -23,7 +23,7 @@ from docuchat_chat.answering.schemas import QuestionIn
 from docuchat_chat.answering.service import AnswerService, AnswerStream, Deps
 from docuchat_chat.sessions.schemas import MessageOut
 from docuchat_chat.settings import ChatSettings
-from docuchat_common.errors import DocuChatError, Forbidden, Unauthorized
+from docuchat_common.errors import DocuChatError, Forbidden, Unauthorized, problem_response
 from docuchat_common.identity import (
     IDENTITY_HEADER,
     INTERNAL_AUDIENCE,
@@ -160,12 +160,14 @@ async def ask_over_websocket(websocket: WebSocket, session_id: uuid.UUID) -> Non
     """Client frames: ``{"content": "..."}``. Server frames: ``{"type": "token", "text"}``,
     ``{"type": "citations", "citations"}``, ``{"type": "done", "message_id", "usage"}``,
     ``{"type": "error", "code", "detail", "status"}``. One question at a time."""
+    service = answer_service(websocket)
     try:
         identity = await _ws_identity(websocket)
+        # Another tenant's or user's session is a 404 at the upgrade, as it is over HTTP.
+        await service.session_of(identity, session_id)
     except DocuChatError as exc:
-        await websocket.close(code=4401 if exc.status == 401 else 4403, reason=exc.code)
+        await _refuse(websocket, exc)
         return
-    service = answer_service(websocket)
     headers = identity_headers(websocket)
     await websocket.accept()
     try:
@@ -205,6 +207,24 @@ async def ask_over_websocket(websocket: WebSocket, session_id: uuid.UUID) -> Non
                 return
     except WebSocketDisconnect:
         return
+
+
+async def _refuse(websocket: WebSocket, error: DocuChatError) -> None:
+    """Refuse the upgrade with the answer an HTTP route would give (problem+json), where the
+    server can send one (ASGI's WebSocket denial response); else close with 4000 + status."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(
+            problem_response(
+                error.status,
+                error.code,
+                error.title,
+                error.detail,
+                headers=error.headers,
+                instance=websocket.url.path,
+            )
+        )
+    else:
+        await websocket.close(code=4000 + error.status, reason=error.code)
 
 
 async def _answer_over(

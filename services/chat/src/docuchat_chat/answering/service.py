@@ -126,6 +126,11 @@ class AnswerService:
 
     # --- before the model ---------------------------------------------------------------------
 
+    async def session_of(self, identity: Identity, session_id: uuid.UUID) -> ChatSession:
+        """The caller's session, or 404 ``session_not_found``."""
+        async with self.deps.database.transaction() as db:
+            return await SessionService(SessionRepository(db)).owned(identity, session_id)
+
     async def ask(
         self,
         identity: Identity,
@@ -134,10 +139,11 @@ class AnswerService:
         identity_headers: Mapping[str, str],
     ) -> Question:
         deps = self.deps
-        if deps.quota is not None:  # before any retrieval or model call
-            deps.quota.check(identity.tenant_id, *CHAT_TOKEN_LIMITS)
         async with deps.database.transaction() as db:
+            # A session that is not the caller's is a 404 even for a spent tenant.
             chat = await SessionService(SessionRepository(db)).owned(identity, session_id)
+            if deps.quota is not None:  # before any retrieval or model call
+                deps.quota.check(identity.tenant_id, *CHAT_TOKEN_LIMITS)
             config = await LLMSettingsService(
                 LLMSettingsRepository(db), deps.vault, deps.quota
             ).provider_config(identity.tenant_id, deps.providers.default_config())
