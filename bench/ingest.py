@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.owner import register_owner
 from docuchat.devstack import free_port
@@ -73,7 +74,23 @@ def stack_cpu_seconds(stack: DevStack) -> dict[str, float]:
     return parts
 
 
-def end_to_end(files: list[Path]) -> tuple[float, int, int, int, float, dict[str, float]]:
+def model_seconds(stack: DevStack) -> tuple[float, float]:
+    """Wall and CPU seconds the ingest worker's embedding model has run so far (its metrics)."""
+    text = httpx.get(f"{stack.service_url('ingest')}/metrics", timeout=10).text
+    totals = {"docuchat_embedding_model_seconds": 0.0, "docuchat_embedding_model_cpu_seconds": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = sample.name.removesuffix("_total")
+            if name in totals:
+                totals[name] += sample.value
+    return totals["docuchat_embedding_model_seconds"], totals[
+        "docuchat_embedding_model_cpu_seconds"
+    ]
+
+
+def end_to_end(
+    files: list[Path],
+) -> tuple[float, int, int, int, float, list[float], dict[str, float], tuple[float, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         stack = DevStack(
             StackConfig(
@@ -86,11 +103,14 @@ def end_to_end(files: list[Path]) -> tuple[float, int, int, int, float, dict[str
         )
         stack.start()  # synchronous: the supervisor owns its children from this thread
         try:
-            cpu_before = stack_cpu_seconds(stack)
+            cpu_before, model_before = stack_cpu_seconds(stack), model_seconds(stack)
             elapsed, docs = asyncio.run(upload_all(stack, files))
-            cpu_after = stack_cpu_seconds(stack)
+            cpu_after, model_after = stack_cpu_seconds(stack), model_seconds(stack)
+            model = (model_after[0] - model_before[0], model_after[1] - model_before[1])
             cpu = {part: cpu_after[part] - cpu_before.get(part, 0.0) for part in cpu_after}
-            rss = psutil.Process(stack.processes["all"].pid).memory_info().rss / 2**20
+            worker = psutil.Process(stack.processes["all"].pid)
+            rss = worker.memory_info().rss / 2**20
+            parser_rss = [c.memory_info().rss / 2**20 for c in worker.children(recursive=True)]
         finally:
             stack.stop()
     indexed = [d for d in docs if d["status"] == "indexed"]
@@ -98,7 +118,8 @@ def end_to_end(files: list[Path]) -> tuple[float, int, int, int, float, dict[str
         error = failed.get("error") or {}
         print(f"  not indexed: {failed['filename']}: {error.get('code')}")
     pages = sum(d["pages"] or 0 for d in indexed)
-    return elapsed, len(indexed), pages, sum(d["chunks"] or 0 for d in indexed), rss, cpu
+    chunks = sum(d["chunks"] or 0 for d in indexed)
+    return elapsed, len(indexed), pages, chunks, rss, parser_rss, cpu, model
 
 
 async def upload_all(stack: DevStack, files: list[Path]) -> tuple[float, list[dict[str, Any]]]:
@@ -165,12 +186,18 @@ async def embedding_only(files: list[Path], model_runs: int | None) -> tuple[flo
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-runs", type=int, default=None)
-    model_runs = parser.parse_args().model_runs
+    parser.add_argument("--parse-processes", type=int, default=None)
+    args = parser.parse_args()
+    model_runs = args.model_runs
+    if args.parse_processes is not None:
+        os.environ["DOCUCHAT_INGEST_PARSE_PROCESSES"] = str(args.parse_processes)
     if model_runs is not None:
         # The stack's processes inherit this environment.
         os.environ["DOCUCHAT_INGEST_EMBEDDING_PARALLEL_RUNS"] = str(model_runs)
     files = corpus_files()
-    e2e, documents, pages, chunks, rss, e2e_cpus = end_to_end(files)
+    e2e, documents, pages, chunks, rss, parser_rss, e2e_cpus, (model_wall, model_cpu) = end_to_end(
+        files
+    )
     e2e_cpu = sum(e2e_cpus.values())
     embed, embedded_chunks, embed_cpu = asyncio.run(embedding_only(files, model_runs))
     print(f"model runs at once: {model_runs or available_cpus()} (both sides)")
@@ -190,7 +217,16 @@ def main() -> None:
             f"{part} {cpu:.1f}" for part, cpu in sorted(e2e_cpus.items(), key=lambda i: -i[1])
         )
     )
-    print(f"all-in-one process RSS {rss:.0f} MiB")
+    print(
+        f"  the model inside the stack: {model_cpu:.1f} CPU s"
+        f" ({model_wall:.1f} s of runs, {model_wall / e2e:.2f} of {model_runs or available_cpus()}"
+        " run slots busy on average)"
+    )
+    print(
+        f"all-in-one process RSS {rss:.0f} MiB; its parser processes "
+        + " + ".join(f"{r:.0f}" for r in parser_rss)
+        + " MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -135,6 +135,7 @@ def test_observability_is_a_profile(model: dict[str, Any]) -> None:
 def _metric_names() -> set[str]:
     import docuchat_common.metrics as metrics
     import docuchat_common.quota  # noqa: F401 - registers its metrics
+    import docuchat_ingest.embedding.metrics  # noqa: F401 - the embedding model's
 
     return {family.name for family in metrics.registry.collect()}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from docuchat_ingest.embedding import (
     DIMENSION,
@@ -91,3 +92,25 @@ async def test_empty_string_is_fine(embedder: MiniLMEmbedder) -> None:
     result = await embedder.embed([""])
     assert result.vectors.shape == (1, DIMENSION)
     assert np.isfinite(result.vectors).all()
+
+
+async def test_model_runs_are_counted_for_operators(embedder: MiniLMEmbedder) -> None:
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"model": embedder.model_name}) or 0.0
+
+    names = (
+        "docuchat_embedding_model_batches_total",
+        "docuchat_embedding_model_texts_total",
+        "docuchat_embedding_model_seconds_total",
+        "docuchat_embedding_model_cpu_seconds_total",
+    )
+    before = {name: sample(name) for name in names}
+    texts = [
+        f"sentence number {i} about a different subject" for i in range(3 * embedder.batch_size)
+    ]
+    await embedder.embed(texts)
+    grew = {name: sample(name) - before[name] for name in names}
+    assert grew["docuchat_embedding_model_texts_total"] == len(texts)
+    assert grew["docuchat_embedding_model_batches_total"] == 3
+    assert grew["docuchat_embedding_model_seconds_total"] > 0
+    assert grew["docuchat_embedding_model_cpu_seconds_total"] > 0

@@ -1,8 +1,9 @@
-"""Parsing in a child process: same result, a time budget that ends a runaway parse, and a
-fresh child afterwards."""
+"""Parsing in child processes: same result, a time budget that ends a runaway parse, a fresh
+child afterwards, and a large document that does not hold up a small one."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +14,14 @@ from docuchat_ingest.pipeline.sandbox import ParserSandbox
 
 CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus"
 DMCA = CORPUS / "docs" / "pdf" / "text" / "pdfminer-dmca.pdf"
+# The corpus's slowest text PDF to parse (tables, two columns); the smallest one.
+LARGE = CORPUS / "docs" / "pdf" / "text" / "pdfjs-TAMReview.pdf"
+SMALL = CORPUS / "docs" / "pdf" / "text" / "pyPdf-001-minimal-document.pdf"
 
 
 @pytest.fixture
 def sandbox() -> Iterator[ParserSandbox]:
-    sandbox = ParserSandbox(timeout_seconds=60)
+    sandbox = ParserSandbox(timeout_seconds=60, processes=2)
     yield sandbox
     sandbox.close()
 
@@ -60,3 +64,47 @@ async def test_parse_errors_cross_the_process_boundary_with_their_code(
             max_pages=500,
         )
     assert failed.value.code == "encrypted_document"
+
+
+async def test_a_small_document_is_not_held_up_by_a_large_one_parsing(
+    sandbox: ParserSandbox,
+) -> None:
+    await sandbox.warm()
+    finished: list[str] = []
+
+    async def parse(path: Path) -> None:
+        await sandbox.parse(
+            path.read_bytes(), filename=path.name, media_type="application/pdf", max_pages=500
+        )
+        finished.append(path.name)
+
+    large = asyncio.create_task(parse(LARGE))
+    await asyncio.sleep(0)  # the large document takes its child first
+    await parse(SMALL)
+    assert finished == [SMALL.name]
+    await large
+    assert finished == [SMALL.name, LARGE.name]
+
+
+async def test_a_child_killed_over_its_budget_leaves_the_other_childs_parse_alone(
+    sandbox: ParserSandbox,
+) -> None:
+    data = DMCA.read_bytes()
+    sandbox.timeout_seconds = 0.01
+    outcomes = await asyncio.gather(
+        *(
+            sandbox.parse(data, filename=DMCA.name, media_type="application/pdf", max_pages=500)
+            for _ in range(2)
+        ),
+        return_exceptions=True,
+    )
+    # Each parse ran out of its own time; neither saw its child die under it ("corrupt_file").
+    assert [getattr(o, "code", o) for o in outcomes] == ["parse_timeout", "parse_timeout"]
+    sandbox.timeout_seconds = 60
+    parsed = await asyncio.gather(
+        *(
+            sandbox.parse(data, filename=DMCA.name, media_type="application/pdf", max_pages=500)
+            for _ in range(2)
+        )
+    )
+    assert [p.page_count for p in parsed] == [18, 18]

@@ -156,6 +156,7 @@ def _run_pipeline(runtime: ServiceRuntime, settings: IngestSettings) -> None:
     sandbox = ParserSandbox(
         timeout_seconds=settings.parse_timeout_seconds,
         max_memory_bytes=settings.parse_max_memory_bytes,
+        processes=settings.parse_processes,
     )
 
     async def start(_: ServiceRuntime) -> None:

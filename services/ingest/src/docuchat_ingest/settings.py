@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from docuchat_common.settings import ServiceSettings
@@ -31,6 +31,9 @@ class IngestSettings(ServiceSettings):
     # Per-document parsing budget (a separate process): beyond it the document fails.
     parse_timeout_seconds: float = 120.0
     parse_max_memory_bytes: int = 2 * 1024 * 1024 * 1024
+    # Parser processes per worker (each one document at a time, ~60 MiB): with two, a large
+    # document's parse does not hold up the small documents behind it.
+    parse_processes: int = Field(default=2, ge=1)
     # Set to embed through an OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, TEI, ...)
     # instead of the local model. A model of another size needs a new vector store (the
     # collection's vectors have one size).

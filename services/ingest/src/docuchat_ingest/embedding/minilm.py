@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from .base import EmbeddingResult, Vectors, empty_result, l2_normalise
+from .metrics import MODEL_BATCHES, MODEL_CPU_SECONDS, MODEL_SECONDS, MODEL_TEXTS
 from .model_files import (
     DIMENSION,
     MAX_SEQ_LENGTH,
@@ -251,7 +253,13 @@ class MiniLMEmbedder:
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         with self._slots:
+            started, cpu_started = time.perf_counter(), time.thread_time()
             (output,) = self._session.run([self._output], feeds)
+            cpu, wall = time.thread_time() - cpu_started, time.perf_counter() - started
+        MODEL_BATCHES.labels(self.model_name).inc()
+        MODEL_TEXTS.labels(self.model_name).inc(len(batch))
+        MODEL_SECONDS.labels(self.model_name).inc(wall)
+        MODEL_CPU_SECONDS.labels(self.model_name).inc(cpu)
         if self._pooled:
             return l2_normalise(output)
         hidden = np.asarray(output, dtype=np.float32)

@@ -10,7 +10,6 @@ the child, which is then replaced. Either way the document fails with a stable c
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import multiprocessing
 import resource
@@ -41,22 +40,25 @@ def _ready() -> bool:
     return True  # the child's initializer has loaded the parsers
 
 
-class ParserSandbox:
-    def __init__(self, *, timeout_seconds: float = 120.0, max_memory_bytes: int = 2 << 30) -> None:
-        self.timeout_seconds = timeout_seconds
-        self.max_memory_bytes = max_memory_bytes
+class _Child:
+    """One parser process (replaced after a kill): one document at a time, so the time and
+    memory budget is that document's."""
+
+    def __init__(self, sandbox: ParserSandbox) -> None:
+        self._sandbox = sandbox
         self._pool: ProcessPoolExecutor | None = None
-        self._lock = asyncio.Lock()  # one document at a time per worker: the budget is per parse
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_child,
-            initargs=(self.max_memory_bytes,),
-        )
+    def executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_child,
+                initargs=(self._sandbox.max_memory_bytes,),
+            )
+        return self._pool
 
-    def _kill(self) -> None:
+    def kill(self) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -65,22 +67,45 @@ class ParserSandbox:
                 process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
 
+
+class ParserSandbox:
+    """``processes`` parser children, each parsing one document at a time: a large document
+    does not hold up the small ones behind it (the model would idle meanwhile), and a child
+    that overruns its budget is killed and replaced alone."""
+
+    def __init__(
+        self,
+        *,
+        timeout_seconds: float = 120.0,
+        max_memory_bytes: int = 2 << 30,
+        processes: int = 1,
+    ) -> None:
+        if processes < 1:
+            raise ValueError("processes must be >= 1")
+        self.timeout_seconds = timeout_seconds
+        self.max_memory_bytes = max_memory_bytes
+        self._children = [_Child(self) for _ in range(processes)]
+        self._idle: asyncio.Queue[_Child] = asyncio.Queue()
+        for child in self._children:
+            self._idle.put_nowait(child)
+
     async def warm(self) -> None:
-        """Start the child and import the parsers now (seconds with PyMuPDF), not on the
-        first document."""
-        async with self._lock:
-            if self._pool is None:
-                self._pool = self._new_pool()
-            await asyncio.get_running_loop().run_in_executor(self._pool, _ready)
+        """Start the children and import the parsers now (seconds with PyMuPDF), not on the
+        first documents."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(child.executor(), _ready) for child in self._children)
+        )
 
     async def parse(
         self, data: bytes, *, filename: str, media_type: str, max_pages: int
     ) -> ParsedDocument:
-        async with self._lock:
-            if self._pool is None:
-                self._pool = self._new_pool()
+        child = await self._idle.get()
+        try:
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._pool, _parse, data, filename, media_type, max_pages)
+            future = loop.run_in_executor(
+                child.executor(), _parse, data, filename, media_type, max_pages
+            )
             try:
                 async with asyncio.timeout(self.timeout_seconds):
                     return await future
@@ -88,14 +113,17 @@ class ParserSandbox:
                 log.warning(
                     "parse over its time budget; parser process replaced", filename=filename
                 )
-                self._kill()
+                child.kill()
                 raise ParseError(
                     "parse_timeout", f"parsing took longer than {self.timeout_seconds:.0f} s"
                 ) from None
-            except (BrokenProcessPool, concurrent.futures.process.BrokenProcessPool):
+            except BrokenProcessPool:
                 log.warning("parser process died; replaced", filename=filename)
-                self._kill()
+                child.kill()
                 raise ParseError("corrupt_file", "the parser crashed on this file") from None
+        finally:
+            self._idle.put_nowait(child)
 
     def close(self) -> None:
-        self._kill()
+        for child in self._children:
+            child.kill()
