@@ -31,7 +31,7 @@ class IngestSettings(ServiceSettings):
     # Per-document parsing budget (a separate process): beyond it the document fails.
     parse_timeout_seconds: float = 120.0
     parse_max_memory_bytes: int = 2 * 1024 * 1024 * 1024
-    # Parser processes per worker (each one document at a time, ~60 MiB): with two, a large
+    # Parser processes per worker (each one document at a time, ~190 MiB): with two, a large
     # document's parse does not hold up the small documents behind it.
     parse_processes: int = Field(default=2, ge=1)
     # Set to embed through an OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, TEI, ...)
