@@ -30,9 +30,12 @@ class IngestSettings(ServiceSettings):
     archive_max_ratio: float = 200.0
     # Per-document parsing budget (a separate process): beyond it the document fails.
     parse_timeout_seconds: float = 120.0
-    parse_max_memory_bytes: int = 2 * 1024 * 1024 * 1024
-    # Parser processes per worker (each one document at a time, ~190 MiB): with two, a large
-    # document's parse does not hold up the small documents behind it.
+    # Address space of one parser process (its imports map ~350 MiB of it); the corpus's
+    # largest documents parse within 1 GiB. The worker's memory limit must hold the worker
+    # (~0.9 GiB) plus parse_processes times this.
+    parse_max_memory_bytes: int = 1024 * 1024 * 1024
+    # Parser processes per worker (each one document at a time, ~190 MiB resident): with two,
+    # a large document's parse does not hold up the small documents behind it.
     parse_processes: int = Field(default=2, ge=1)
     # Set to embed through an OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, TEI, ...)
     # instead of the local model. A model of another size needs a new vector store (the

@@ -1,10 +1,11 @@
-"""Parsing in a separate process with a time and a memory budget.
+"""Parsing in separate processes with a time and a memory budget per document.
 
 A hostile or pathological file (a decompression bomb, a PDF that sends MuPDF into a loop, a
-crash in C code) must cost the worker one document, never the worker. Parsing runs in a
-long-lived child process (PyMuPDF's import costs seconds: it is paid once); the child's
-address space is capped with RLIMIT_AS, and a parse that overruns its time is ended by killing
-the child, which is then replaced. Either way the document fails with a stable code.
+crash in C code) must cost the worker one document, never the worker. Parsing runs in
+long-lived child processes (PyMuPDF's import costs seconds: it is paid once), each on one
+document at a time; a child's address space is capped with RLIMIT_AS, and a parse that
+overruns its time is ended by killing that child, which is then replaced. Either way the
+document fails with a stable code.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class ParserSandbox:
         self,
         *,
         timeout_seconds: float = 120.0,
-        max_memory_bytes: int = 2 << 30,
+        max_memory_bytes: int = 1 << 30,
         processes: int = 1,
     ) -> None:
         if processes < 1:
