@@ -108,3 +108,26 @@ async def test_a_child_killed_over_its_budget_leaves_the_other_childs_parse_alon
         )
     )
     assert [p.page_count for p in parsed] == [18, 18]
+
+
+async def test_a_cancelled_parse_gives_its_child_back_for_the_next_document() -> None:
+    sandbox = ParserSandbox(timeout_seconds=60, processes=1)
+    try:
+        await sandbox.warm()
+        large = asyncio.create_task(
+            sandbox.parse(
+                LARGE.read_bytes(), filename=LARGE.name, media_type="application/pdf", max_pages=500
+            )
+        )
+        await asyncio.sleep(0)  # the large document takes the only child
+        large.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await large
+        # The only child is back (replaced: the abandoned parse is not finished in it).
+        async with asyncio.timeout(30):
+            parsed = await sandbox.parse(
+                SMALL.read_bytes(), filename=SMALL.name, media_type="application/pdf", max_pages=500
+            )
+        assert parsed.page_count == 1
+    finally:
+        sandbox.close()

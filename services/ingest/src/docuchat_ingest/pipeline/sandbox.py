@@ -122,6 +122,10 @@ class ParserSandbox:
                 log.warning("parser process died; replaced", filename=filename)
                 child.kill()
                 raise ParseError("corrupt_file", "the parser crashed on this file") from None
+            except asyncio.CancelledError:
+                # The abandoned parse must not eat into the next document's time budget.
+                child.kill()
+                raise
         finally:
             self._idle.put_nowait(child)
 
