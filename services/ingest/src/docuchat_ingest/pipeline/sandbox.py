@@ -45,8 +45,8 @@ class _Child:
     """One parser process (replaced after a kill): one document at a time, so the time and
     memory budget is that document's."""
 
-    def __init__(self, sandbox: ParserSandbox) -> None:
-        self._sandbox = sandbox
+    def __init__(self, max_memory_bytes: int) -> None:
+        self.max_memory_bytes = max_memory_bytes
         self._pool: ProcessPoolExecutor | None = None
 
     def executor(self) -> ProcessPoolExecutor:
@@ -55,7 +55,7 @@ class _Child:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_child,
-                initargs=(self._sandbox.max_memory_bytes,),
+                initargs=(self.max_memory_bytes,),
             )
         return self._pool
 
@@ -85,7 +85,7 @@ class ParserSandbox:
             raise ValueError("processes must be >= 1")
         self.timeout_seconds = timeout_seconds
         self.max_memory_bytes = max_memory_bytes
-        self._children = [_Child(self) for _ in range(processes)]
+        self._children = [_Child(max_memory_bytes) for _ in range(processes)]
         self._idle: asyncio.Queue[_Child] = asyncio.Queue()
         for child in self._children:
             self._idle.put_nowait(child)
