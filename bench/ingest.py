@@ -202,11 +202,16 @@ def main() -> None:
     print(f"model runs at once: {runs} (both sides); {len(files)} files")
     ratios: list[float] = []
     for round_number in range(1, args.rounds + 1):
+        # Embedding only, before and after the end-to-end run (A-B-A): their mean cancels a
+        # drift of the machine's speed across the round.
+        before = asyncio.run(embedding_only(files, model_runs))
         e2e, documents, pages, chunks, rss, parser_rss, e2e_cpus, (model_wall, model_cpu) = (
             end_to_end(files)
         )
         e2e_cpu = sum(e2e_cpus.values())
-        embed, embedded_chunks, embed_cpu = asyncio.run(embedding_only(files, model_runs))
+        after = asyncio.run(embedding_only(files, model_runs))
+        embed, embed_cpu = (before[0] + after[0]) / 2, (before[2] + after[2]) / 2
+        embedded_chunks = after[1]
         ratios.append(e2e / embed)
         print(f"round {round_number}: {documents} indexed, {pages} pages, {chunks} chunks")
         print(
@@ -214,7 +219,8 @@ def main() -> None:
             f"  {chunks / e2e:5.1f} chunks/s"
         )
         print(
-            f"  embedding only {embed:6.1f} s  ({embedded_chunks} chunks, same model, in-process)"
+            f"  embedding only {embed:6.1f} s  ({embedded_chunks} chunks, same model, in-process;"
+            f" {before[0]:.1f} s before and {after[0]:.1f} s after the end-to-end run)"
         )
         print(f"  ratio end-to-end / embedding-only: {e2e / embed:.2f}")
         # Wall time swings with whatever else the machine runs; CPU seconds much less so.
@@ -227,7 +233,8 @@ def main() -> None:
         )
         print(
             f"  the model inside the stack: {model_cpu:.1f} CPU s"
-            f" ({model_wall:.1f} s of runs, {model_wall / e2e:.2f} of {runs} run slots busy)"
+            f" ({model_wall:.1f} s of runs, {model_wall / e2e:.2f} of {runs} run slots busy);"
+            f" the stack's CPU / its model's CPU: {e2e_cpu / model_cpu:.2f}"
         )
         print(
             f"  all-in-one process RSS {rss:.0f} MiB; its parser processes "

@@ -98,6 +98,19 @@ async def settled(service: InProcessService, document_id: uuid.UUID) -> Document
     return await eventually(probe, timeout=90, what="the document to be indexed or failed")
 
 
+async def announced(service: InProcessService, document_id: uuid.UUID) -> list[tuple[str, Any]]:
+    """The document's own events in the worker's outbox, in order: (type, progress)."""
+    async with service.runtime.database.transaction() as session:
+        rows = await session.execute(
+            text(
+                "SELECT event_type, payload FROM outbox"
+                " WHERE payload->'data'->>'document_id' = :id ORDER BY seq"
+            ),
+            {"id": str(document_id)},
+        )
+        return [(kind, payload["data"].get("progress")) for kind, payload in rows]
+
+
 async def outbox_types(service: InProcessService) -> list[str]:
     async with service.runtime.database.transaction() as session:
         return [
@@ -122,6 +135,13 @@ async def test_an_uploaded_pdf_is_indexed_with_progress_and_metered(
     assert types.count("document.progressed") >= 5  # at least every 10%
     assert "document.indexed" in types
     assert "tokens.consumed" in types
+    events = await announced(worker, document.id)
+    progress = [value for kind, value in events if kind == "document.progressed"]
+    # processing at 0, parsed at 0.1, slices as they are written, then the outcome
+    assert progress[:2] == [0.0, 0.1]
+    assert progress == sorted(progress)
+    assert 0.8 < progress[-1] < 1.0
+    assert events[-1][0] == "document.indexed"
 
     await worker.publish(
         DocumentDeleted(
@@ -140,6 +160,19 @@ async def test_an_uploaded_pdf_is_indexed_with_progress_and_metered(
         return await store.count(tenant, document.knowledge_base_id) == 0
 
     assert await eventually(points_gone, what="the deleted document's points to leave the index")
+
+
+async def test_a_one_slice_document_says_processing_then_indexed(
+    worker: InProcessService,
+) -> None:
+    """A document embedded in one slice has nothing to report between starting and its
+    outcome: two events, not a progress for parsing it first."""
+    document = await upload(worker, uuid.uuid4(), SHORT_MD, "text/markdown")
+    assert (await settled(worker, document.id)).status == "indexed"
+    assert [kind for kind, _ in await announced(worker, document.id)] == [
+        "document.progressed",
+        "document.indexed",
+    ]
 
 
 async def test_a_small_document_is_not_held_up_by_a_long_one_before_it(

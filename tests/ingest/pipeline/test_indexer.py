@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -11,7 +12,13 @@ import pytest
 from docuchat_ingest.embedding import EmbeddingResult
 from docuchat_ingest.embedding.minilm import MiniLMEmbedder
 from docuchat_ingest.parsing import ParseError
-from docuchat_ingest.pipeline.indexer import DocumentIndexer, DocumentToIndex
+from docuchat_ingest.pipeline.indexer import (
+    PARSED_PROGRESS,
+    PROGRESS_STEP,
+    DocumentIndexer,
+    DocumentToIndex,
+    progress_reports,
+)
 from docuchat_ingest.vectorstore.edge_store import QdrantEdgeStore
 
 CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus"
@@ -35,6 +42,30 @@ def dmca(tenant: uuid.UUID, kb: uuid.UUID, document: uuid.UUID) -> DocumentToInd
     return DocumentToIndex(tenant, kb, document, DMCA.name, "application/pdf", DMCA.read_bytes())
 
 
+@pytest.mark.parametrize(
+    ("chunks", "step"), [(9, 8), (12, 8), (54, 8), (85, 9), (200, 20), (640, 64), (3000, 64)]
+)
+def test_progress_is_reported_at_least_every_tenth_where_slices_allow(
+    chunks: int, step: int
+) -> None:
+    reports = progress_reports(chunks, step)
+    slices = -(-chunks // step)
+    share = (1 - PARSED_PROGRESS) * step / chunks  # one slice's part of the progress
+    points = [PARSED_PROGRESS, *reports.values(), 1.0]
+    assert points == sorted(points)
+    assert all(b - a <= max(PROGRESS_STEP, share) + 1e-9 for a, b in itertools.pairwise(points))
+    assert slices - 1 not in reports  # the last slice is followed by the outcome
+    # No more reports than that takes: dropping any one would leave too long a step.
+    for dropped in reports.values():
+        rest = [p for p in points if p != dropped]
+        assert any(b - a > max(PROGRESS_STEP, share) + 1e-9 for a, b in itertools.pairwise(rest))
+
+
+def test_a_document_of_one_slice_reports_nothing_between_start_and_outcome() -> None:
+    assert progress_reports(1, 8) == {}
+    assert progress_reports(8, 8) == {}
+
+
 async def test_a_pdf_becomes_searchable_with_its_pages(
     embedder: MiniLMEmbedder, store: QdrantEdgeStore
 ) -> None:
@@ -51,8 +82,10 @@ async def test_a_pdf_becomes_searchable_with_its_pages(
     assert indexed.chunks > 18
     assert indexed.embedding_tokens > indexed.chunks * 50
     assert await store.count(tenant, kb) == indexed.chunks
+    # Parsed, then slices as they are written; 1.0 is the outcome's to say (document.indexed).
+    assert progress[0] == pytest.approx(0.1)
     assert progress == sorted(progress)
-    assert progress[-1] == pytest.approx(1.0)
+    assert 0.8 < progress[-1] < 1.0
 
     for question, page in (
         ("Which study about distance education did Congress ask the Copyright Office for?", 15),

@@ -21,6 +21,7 @@ from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -82,11 +83,11 @@ class Database:
                 yield session
 
     @asynccontextmanager
-    async def advisory_lock(self, key: str) -> AsyncIterator[None]:
+    async def advisory_lock(self, key: str) -> AsyncIterator[AsyncConnection]:
         """PostgreSQL's session advisory lock on ``key``, held for the block on a pooled
         connection of its own, outside any transaction (so no snapshot is held however long
         the block takes). While another session holds it, this waits. A lost connection loses
-        the lock with it.
+        the lock with it. The block gets that connection (autocommit) for reads under the lock.
 
         The wait polls ``pg_try_advisory_lock``: a blocked ``pg_advisory_lock`` would be a
         statement in progress, holding a snapshot for the whole wait."""
@@ -98,7 +99,7 @@ class Database:
                 await asyncio.sleep(pause)
                 pause = min(2 * pause, LOCK_POLL_MAX_SECONDS)
             try:
-                yield
+                yield connection
             finally:
                 try:
                     await connection.execute(ADVISORY_UNLOCK, params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,6 +57,9 @@ def create_broker(settings: ServiceSettings, service: str) -> KafkaBroker:
             dead_letters,
         ],
         logger=get_logger(f"docuchat.{service}.kafka"),
+        # FastStream's "Received"/"Processed" line per message and consumer is debug: the
+        # handlers log each event they act on (type, id, correlation), failures stay errors.
+        log_level=logging.DEBUG,
         **extra,
     )
     bind_dead_letters(broker)

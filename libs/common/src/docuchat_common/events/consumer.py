@@ -34,7 +34,7 @@ from pydantic import SkipValidation
 from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from docuchat_common.context import bound_context
@@ -178,10 +178,13 @@ def _described(handler: Callable[..., Any] | SlowHandler) -> str | None:
 
 
 async def event_claimed(
-    session: AsyncSession, table: Table, consumer: str, event: Event[Any]
+    connection: AsyncSession | AsyncConnection,
+    table: Table,
+    consumer: str,
+    event: Event[Any],
 ) -> bool:
     """Whether ``consumer`` has already processed the event (without claiming it)."""
-    found = await session.execute(
+    found = await connection.execute(
         select(table.c.event_id).where(table.c.consumer == consumer, table.c.event_id == event.id)
     )
     return found.first() is not None
@@ -738,11 +741,11 @@ class EventConsumers:
         worked: list[Any] = []  # the work's result, once it has one
 
         async def once() -> str:
-            async with self.database.advisory_lock(f"{consumer}:{event.id}"):
+            async with self.database.advisory_lock(f"{consumer}:{event.id}") as locked:
+                # Read on the lock's own connection: no second connection per event.
                 if not worked:
-                    async with self.database.read() as session:
-                        if await event_claimed(session, self.processed_table, consumer, event):
-                            return "duplicate"
+                    if await event_claimed(locked, self.processed_table, consumer, event):
+                        return "duplicate"
                     worked.append(await handler.work(event))
                 async with self.database.transaction() as session:
                     # Only claimed already if the lock went with a lost connection meanwhile.

@@ -162,20 +162,31 @@ class OutboxRelay:
         """Publish one batch; returns how many rows were published."""
         t = self.table
         async with self.database.transaction() as session:
-            # The lock is taken by the query itself (one round trip less per round: the relay
-            # runs after nearly every commit that writes an event): a relay that does not get
-            # it reads no rows. Re-taking it per row within the transaction is free.
-            rows = (
-                await session.execute(
-                    select(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.headers)
-                    .where(
-                        t.c.published_at.is_(None),
-                        func.pg_try_advisory_xact_lock(self._lock_key),
-                    )
-                    .order_by(t.c.seq)
-                    .limit(self.batch_size)
+            # The rows are marked published as they are read (one statement, not a read and a
+            # write: the relay runs after nearly every commit that writes an event); those the
+            # broker then refuses are unmarked before the commit. The lock is taken by the
+            # query itself: a relay that does not get it reads no rows. Re-taking it per row
+            # within the transaction is free.
+            batch = (
+                select(t.c.id)
+                .where(
+                    t.c.published_at.is_(None),
+                    func.pg_try_advisory_xact_lock(self._lock_key),
                 )
-            ).all()
+                .order_by(t.c.seq)
+                .limit(self.batch_size)
+            )
+            rows = sorted(
+                (
+                    await session.execute(
+                        update(t)
+                        .where(t.c.id.in_(batch.scalar_subquery()))
+                        .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1)
+                        .returning(t.c.id, t.c.seq, t.c.topic, t.c.key, t.c.payload, t.c.headers)
+                    )
+                ).all(),
+                key=lambda row: row.seq,
+            )
             if not rows:
                 OUTBOX_PENDING.labels(self.service).set(0)
                 return 0
@@ -191,18 +202,18 @@ class OutboxRelay:
                     error = exc  # the rows before it may still be confirmed
                     break
             confirmed = await asyncio.gather(*sent, return_exceptions=True)
-            done: list[Any] = []
-            for row, outcome in zip(rows, confirmed, strict=False):
+            done = 0
+            for outcome in confirmed:
                 if isinstance(outcome, BaseException):
                     error = outcome
                     break
-                done.append(row.id)
-            # Rows already sent are marked even when a later one failed: no re-send storm.
-            if done:
+                done += 1
+            # Rows already sent stay marked even when a later one failed: no re-send storm.
+            if done < len(rows):
                 await session.execute(
                     update(t)
-                    .where(t.c.id.in_(done))
-                    .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1)
+                    .where(t.c.id.in_([row.id for row in rows[done:]]))
+                    .values(published_at=None, attempts=t.c.attempts - 1)
                 )
             # A part batch was all there was (what was written since woke us again already).
             pending = (
@@ -210,13 +221,13 @@ class OutboxRelay:
                     select(func.count()).select_from(t).where(t.c.published_at.is_(None))
                 )
                 if len(rows) == self.batch_size
-                else len(rows) - len(done)
+                else len(rows) - done
             )
-        OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
+        OUTBOX_PUBLISHED.labels(self.service).inc(done)
         OUTBOX_PENDING.labels(self.service).set(pending or 0)
         if error is not None:
             raise error
-        return len(done)
+        return done
 
     async def _publish(
         self, topic: str, key: bytes | None, payload: dict[str, Any], headers: dict[str, str]

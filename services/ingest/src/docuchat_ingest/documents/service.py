@@ -189,7 +189,8 @@ class DocumentService:
         if self.quota is not None:
             self.quota.check(tenant, "documents", "storage_bytes")
         check_content_length(content_length, limit)
-        async with self.runtime.database.transaction() as session:
+        # A 404 before the body is read (one autocommit read; the store checks again).
+        async with self.runtime.database.read() as session:
             if await DocumentRepository(session).knowledge_base(tenant, kb_id) is None:
                 raise _kb_not_found()
 

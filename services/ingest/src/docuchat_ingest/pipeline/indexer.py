@@ -2,9 +2,10 @@
 batches and write them to the vector store.
 
 The worker (a consumer of document.uploaded) calls this; it holds no state between documents.
-Progress is reported after each embedding batch, the step that costs most. If anything fails
-after points were written, the document's points are removed before the error goes up: a
-failed document never leaves half of itself searchable.
+Progress is reported after parsing and as slices are embedded and written (the step that
+costs most), at least every 10% where the slices allow (see ``progress_reports``). If anything
+fails after points were written, the document's points are removed before the error goes up:
+a failed document never leaves half of itself searchable.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ ProgressCallback = Callable[[float], Awaitable[None]]
 SKIPPED_KINDS = frozenset({"header", "footer"})
 # Parsing is the first 10% of the reported progress; embedding and writing are the rest.
 PARSED_PROGRESS = 0.1
+# document.progressed at least every 10% (where a slice is no more than that).
+PROGRESS_STEP = 0.1
 MIN_BATCH = 8
 
 
@@ -50,6 +53,30 @@ class IndexedDocument:
     chunks: int
     embedding_tokens: int
     embedding_model: str
+
+
+def progress_reports(chunks: int, step: int) -> dict[int, float]:
+    """Which slices report progress when written (slice number → progress): as few as keep
+    every step of the reported progress within ``PROGRESS_STEP`` (or one slice, when a slice
+    is more than that), starting from ``PARSED_PROGRESS``. The last slice reports nothing (the
+    outcome, document.indexed, follows it at once), so a document of one slice reports
+    nothing: its parse is not reported either. Each report costs a transaction, an outbox row
+    and a message to every consumer of the topic."""
+    slices = math.ceil(chunks / step)
+    if slices <= 1:
+        return {}
+    after = [
+        PARSED_PROGRESS + (1 - PARSED_PROGRESS) * min(chunks, (n + 1) * step) / chunks
+        for n in range(slices)
+    ]
+    reports: dict[int, float] = {}
+    reported = PARSED_PROGRESS
+    for number in range(slices - 1):
+        # Report this slice if waiting for the next one would leave too long a step.
+        if after[number + 1] - reported > PROGRESS_STEP + 1e-9:
+            reports[number] = after[number]
+            reported = after[number]
+    return reports
 
 
 def chunk_inputs(parsed: ParsedDocument) -> list[ChunkInput]:
@@ -112,7 +139,13 @@ class DocumentIndexer:
             max_tokens=chunk_tokens, overlap_tokens=min(overlap_tokens, chunk_tokens // 2)
         )
         chunks = await asyncio.to_thread(chunker.chunk, chunk_inputs(parsed))
-        if on_progress:
+        # About ten slices per document (progress every 10%), never tiny ones. They are all
+        # asked for at once: a coalescing embedder runs them (and other documents' slices) in
+        # full model batches, and each slice is written as soon as it is embedded.
+        step = max(MIN_BATCH, min(self.batch_size, math.ceil(len(chunks) / 10)))
+        slices = [chunks[start : start + step] for start in range(0, len(chunks), step)]
+        reports = progress_reports(len(chunks), step)
+        if on_progress and reports:
             await on_progress(PARSED_PROGRESS)
         tokens = 0
         written = False
@@ -121,24 +154,17 @@ class DocumentIndexer:
             # A redelivered message rewrites the same point ids; a reindex with fewer chunks
             # must not leave the old tail behind.
             await self.store.delete_document(document.tenant_id, document.document_id)
-            # About ten slices per document (progress every 10%), never tiny ones. They are all
-            # asked for at once: a coalescing embedder runs them (and other documents' slices)
-            # in full model batches, and each slice is written as soon as it is embedded.
-            step = max(MIN_BATCH, min(self.batch_size, math.ceil(len(chunks) / 10)))
-            slices = [chunks[start : start + step] for start in range(0, len(chunks), step)]
             pending += [
                 asyncio.ensure_future(self.embedder.embed([c.embedding_text for c in batch]))
                 for batch in slices
             ]
-            done = 0
-            for batch, embedding in zip(slices, pending, strict=True):
+            for number, (batch, embedding) in enumerate(zip(slices, pending, strict=True)):
                 result = await embedding
                 tokens += result.tokens
                 await self.store.upsert(self._points(document, batch, result.vectors))
                 written = True
-                done += len(batch)
-                if on_progress:
-                    await on_progress(PARSED_PROGRESS + (1 - PARSED_PROGRESS) * done / len(chunks))
+                if on_progress and number in reports:
+                    await on_progress(reports[number])
         except BaseException:
             for embedding in pending:
                 embedding.cancel()

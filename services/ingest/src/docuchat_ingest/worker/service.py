@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_common.db import Database
@@ -36,15 +35,14 @@ from docuchat_common.events.outbox import Outbox
 from docuchat_common.logging import get_logger
 from docuchat_ingest.blobs import BlobStore, blob_key
 from docuchat_ingest.knowledge_bases.schemas import KnowledgeBaseSettings
-from docuchat_ingest.models import Document, KnowledgeBase
+from docuchat_ingest.models import Document
 from docuchat_ingest.parsing import ParseError
 from docuchat_ingest.pipeline.indexer import DocumentIndexer, DocumentToIndex
 from docuchat_ingest.vectorstore import VectorStore
+from docuchat_ingest.worker.repository import IndexingRepository
 
 log = get_logger(__name__)
 SOURCE = "ingest"
-# document.progressed at least every 10%.
-PROGRESS_STEP = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,27 +74,25 @@ class IndexingService:
         """Index the document (outside any transaction but the short ones of its progress):
         its outcome, for :meth:`record`, or None if the document is gone."""
         async with self.database.transaction() as session:
-            document = await session.get(Document, event.data.document_id)
-            if document is None or document.tenant_id != event.tenant_id:
+            started = (
+                await IndexingRepository(session).start_processing(
+                    event.tenant_id, event.data.document_id
+                )
+                if event.tenant_id is not None
+                else None
+            )
+            if started is None:
                 log.info(
                     "document gone before indexing; skipped",
                     document_id=str(event.data.document_id),
                 )
                 return None
-            kb = await session.get(KnowledgeBase, document.knowledge_base_id)
-            settings = KnowledgeBaseSettings.model_validate(kb.settings if kb else {})
-            await self._record_progress(session, document, "processing", 0.0)
-        last_reported = 0.0
+            document, kb_settings = started
+            settings = KnowledgeBaseSettings.model_validate(kb_settings)
+            await self.outbox.add(session, self._progressed(document, "processing", 0.0))
 
         async def on_progress(value: float) -> None:
-            # The last step is not published on its own: document.indexed, committed with the
-            # claim on the event, carries progress 1.0 (most documents are one or two slices,
-            # and every progress is a transaction, an outbox row and a message for each
-            # consumer of the topic).
-            nonlocal last_reported
-            if value - last_reported >= PROGRESS_STEP and value < 1.0:
-                last_reported = value
-                await self._progress(document, "processing", value)
+            await self._progress(document, "processing", value)
 
         try:
             data = await self.blobs.get(document.blob_key)
@@ -177,29 +173,28 @@ class IndexingService:
         *events: Event[Any],
     ) -> None:
         """The document's new state and the events that announce it, in one transaction."""
-        await session.execute(update(Document).where(Document.id == document.id).values(**values))
+        await IndexingRepository(session).set_state(document.id, values)
         await self.outbox.add(session, *events)
 
     async def _progress(self, document: Document, status: str, progress: float) -> None:
         async with self.database.transaction() as session:
-            await self._record_progress(session, document, status, progress)
+            await self._record(
+                session,
+                document,
+                {"status": status, "progress": progress},
+                self._progressed(document, status, progress),
+            )
 
-    async def _record_progress(
-        self, session: AsyncSession, document: Document, status: str, progress: float
-    ) -> None:
-        await self._record(
-            session,
-            document,
-            {"status": status, "progress": progress},
-            DocumentProgressed(
-                tenant_id=document.tenant_id,
-                source=SOURCE,
-                data=DocumentProgressedData(
-                    document_id=document.id,
-                    knowledge_base_id=document.knowledge_base_id,
-                    status=status,
-                    progress=round(progress, 3),
-                ),
+    @staticmethod
+    def _progressed(document: Document, status: str, progress: float) -> DocumentProgressed:
+        return DocumentProgressed(
+            tenant_id=document.tenant_id,
+            source=SOURCE,
+            data=DocumentProgressedData(
+                document_id=document.id,
+                knowledge_base_id=document.knowledge_base_id,
+                status=status,
+                progress=round(progress, 3),
             ),
         )
 
