@@ -13,6 +13,7 @@ import httpx
 from docuchat_auth.app import build_runtime
 from docuchat_common.identity import IDENTITY_HEADER, INTERNAL_AUDIENCE, Identity
 from tests.auth.conftest import AuthService
+from tests.auth.members import add_member
 from tests.auth.test_api_keys import KEYS, create_key
 from tests.helpers import eventually
 
@@ -238,3 +239,46 @@ async def test_a_browsers_stream_may_carry_its_access_token_in_the_url(auth: Aut
     ]:
         refused = await from_url(uri, method)
         assert (refused.status_code, refused.json()["code"]) == (401, "unauthorized"), uri
+
+
+def assert_account_removed(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "account_removed"
+    assert IDENTITY_HEADER not in response.headers
+
+
+async def test_a_removed_members_access_token_stops_passing_on_every_replica(
+    auth: AuthService,
+) -> None:
+    owner = await auth.register("owner@example.com")
+    member, member_token = await add_member(auth, owner["tenant"]["id"])
+    async with another_replica(auth) as replica:
+        # Both replicas have let the member's token through (and remember the member).
+        assert (await forward(auth.client, member_token)).status_code == 200
+        assert (await forward(replica, member_token)).status_code == 200
+
+        removed = await auth.client.delete(
+            f"/api/v1/tenant/members/{member.id}", headers=auth.bearer(owner["access_token"])
+        )
+        assert removed.status_code == 204, removed.text
+
+        assert_account_removed(await until_refused(auth.client, member_token, what="removal"))
+        assert_account_removed(await until_refused(replica, member_token, what="removal"))
+    # The owner's own token is untouched.
+    assert (await forward(auth.client, owner["access_token"])).status_code == 200
+
+
+async def test_a_deleted_tenants_access_tokens_stop_passing(auth: AuthService) -> None:
+    owner = await auth.register("owner@example.com")
+    _, member_token = await add_member(auth, owner["tenant"]["id"])
+    other = await auth.register("other@example.com")
+    assert (await forward(auth.client, member_token)).status_code == 200
+
+    deleted = await auth.client.delete("/api/v1/tenant", headers=auth.bearer(owner["access_token"]))
+    assert deleted.status_code == 204, deleted.text
+
+    for token in (owner["access_token"], member_token):
+        assert_account_removed(await until_refused(auth.client, token, what="tenant deletion"))
+    # Another tenant's user goes on as before.
+    assert (await forward(auth.client, other["access_token"])).status_code == 200

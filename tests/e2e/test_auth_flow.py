@@ -8,6 +8,7 @@ import uuid
 import httpx
 
 from docuchat.stack import DevStack
+from tests.e2e.database import sql
 from tests.helpers import eventually
 
 PASSWORD = "correct horse battery staple"
@@ -99,8 +100,20 @@ async def test_deleting_the_tenant_reaches_usage(
 
     assert await eventually(lambda: _is(plan_status, 200), what="the subscription")
     assert (await gateway.delete("/api/v1/tenant", headers=headers)).status_code == 204
-    # The access token is still valid (stateless, 15 min) but usage has purged the tenant.
-    assert await eventually(lambda: _is(plan_status, 404), what="usage to purge the tenant")
+    # The access token has not expired, but its tenant is gone: the gateway refuses it.
+    assert await eventually(lambda: _is(plan_status, 401), what="the gateway to refuse the token")
+    refused = await gateway.get("/api/v1/usage/plan", headers=headers)
+    assert refused.json()["code"] == "account_removed"
+
+    async def usage_purged() -> bool:
+        return not await sql(
+            stack,
+            "docuchat_usage",
+            "SELECT 1 FROM subscriptions WHERE tenant_id = $1",
+            uuid.UUID(owner["tenant"]["id"]),
+        )
+
+    assert await eventually(usage_purged, what="usage to purge the tenant")
 
 
 async def _is(probe: object, expected: int) -> bool:

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
 from docuchat.stack import DevStack
+from tests.e2e.database import sql
 from tests.helpers import eventually
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
@@ -46,14 +46,6 @@ async def sse(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
             event = line.removeprefix("event:").strip()
         elif line.startswith("data:"):
             data.append(line.removeprefix("data:").strip())
-
-
-async def sql(stack: DevStack, database: str, query: str, *args: Any) -> list[Any]:
-    conn = await asyncpg.connect(stack.postgres.url(database))
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 async def test_register_upload_search_chat_meter_limit_upgrade_and_delete(

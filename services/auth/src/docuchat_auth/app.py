@@ -14,6 +14,7 @@ from docuchat_auth.settings import AuthSettings
 from docuchat_auth.tenants import consumers as tenant_consumers
 from docuchat_auth.tenants.router import router as tenants_router
 from docuchat_auth.throttling import Throttler
+from docuchat_auth.tokens.holders import TokenHolders
 from docuchat_auth.tokens.keys import KeyRing
 from docuchat_auth.tokens.router import router as tokens_router
 from docuchat_auth.tokens.service import TokenService
@@ -54,6 +55,7 @@ def build_runtime(settings: AuthSettings | None = None) -> ServiceRuntime:
     runtime.state["tokens"] = TokenService(keys, settings)
     runtime.state["mail"] = mail_sender(settings)
     runtime.state["api_key_resolver"] = ApiKeyResolver(cache_seconds=settings.api_key_cache_seconds)
+    runtime.state["token_holders"] = TokenHolders(cache_seconds=settings.api_key_cache_seconds)
     runtime.state["throttler"] = Throttler(
         runtime.database,
         window_seconds=settings.failure_window_seconds,

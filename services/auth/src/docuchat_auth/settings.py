@@ -48,6 +48,7 @@ class AuthSettings(ServiceSettings):
     # Codes and reset links one address may be sent per window.
     max_mails_per_account: int = 5
 
-    # API keys: how long a resolved key may be trusted without a database read. Revocation
-    # takes effect within this bound (the issue asks for 5 s).
+    # API keys and access tokens' holders: how long a resolved key, or a user's membership of
+    # its tenant, may be trusted without a database read. Revoking a key, removing a member or
+    # deleting a tenant takes effect within this bound (the issue asks for 5 s).
     api_key_cache_seconds: float = 2.0

@@ -8,9 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request, Response
 
+from docuchat_auth.accounts.repository import AccountRepository
 from docuchat_auth.api_keys.repository import ApiKeyRepository
 from docuchat_auth.api_keys.resolver import api_key_resolver
 from docuchat_auth.api_keys.service import looks_like_api_key
+from docuchat_auth.tokens.holders import TokenHolders
 from docuchat_auth.tokens.keys import KeyRing
 from docuchat_auth.tokens.service import TokenService
 from docuchat_common.errors import Unauthorized
@@ -69,13 +71,15 @@ async def forward_auth(request: Request, session: DbSession) -> Response:
     if token is None:
         raise Unauthorized("missing credentials")
     runtime = runtime_of(request)
-    # The session connects lazily: only an API key the cache cannot answer (or one due for
-    # its last_used_at write) costs a database round trip; access tokens never do.
+    # The session connects lazily: only an API key or a token holder the caches cannot answer
+    # (or a key due for its last_used_at write) costs a database round trip.
     if looks_like_api_key(token):
         resolver = api_key_resolver(runtime)
         identity = await resolver.resolve(token, ApiKeyRepository(session))
     else:
         identity = await verifier_from(request).identity(token)
+        holders: TokenHolders = runtime.state["token_holders"]
+        await holders.ensure_member(identity, AccountRepository(session))
     tokens: TokenService = runtime.state["tokens"]
     return Response(
         status_code=200,
