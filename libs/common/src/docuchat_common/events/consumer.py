@@ -178,10 +178,7 @@ def _described(handler: Callable[..., Any] | SlowHandler) -> str | None:
 
 
 async def event_claimed(
-    connection: AsyncSession | AsyncConnection,
-    table: Table,
-    consumer: str,
-    event: Event[Any],
+    connection: AsyncConnection, table: Table, consumer: str, event: Event[Any]
 ) -> bool:
     """Whether ``consumer`` has already processed the event (without claiming it)."""
     found = await connection.execute(

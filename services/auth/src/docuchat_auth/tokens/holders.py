@@ -13,6 +13,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+from cachetools import TTLCache
+
 from docuchat_auth.accounts.repository import AccountRepository
 from docuchat_common.errors import Unauthorized
 from docuchat_common.identity import Identity
@@ -28,26 +30,19 @@ class TokenHolders:
         max_entries: int = MAX_CACHED_HOLDERS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cache_seconds = cache_seconds
-        self.max_entries = max_entries
-        self._clock = clock
-        # (tenant, user) → (still a member, when that was read)
-        self._members: dict[tuple[uuid.UUID, uuid.UUID], tuple[bool, float]] = {}
+        # (tenant, user) → still a member; a removed one is remembered too (no read per request)
+        self._members: TTLCache[tuple[uuid.UUID, uuid.UUID], bool] = TTLCache(
+            maxsize=max_entries, ttl=cache_seconds, timer=clock
+        )
 
     async def ensure_member(self, identity: Identity, accounts: AccountRepository) -> None:
         """Refuse the token of a user no longer in its tenant (removed, or the tenant gone)."""
         key = (identity.tenant_id, identity.user_id)
-        tick = self._clock()
-        cached = self._members.get(key)
-        if cached is None or tick - cached[1] >= self.cache_seconds:
+        member = self._members.get(key)
+        if member is None:
             member = await accounts.user_in_tenant(identity.user_id, identity.tenant_id) is not None
-            self._members.pop(key, None)
-            while len(self._members) >= self.max_entries:
-                # Oldest read first (dicts keep insertion order); a dropped holder is re-read.
-                del self._members[next(iter(self._members))]
-            self._members[key] = (member, tick)
-            cached = self._members[key]
-        if not cached[0]:
+            self._members[key] = member
+        if not member:
             raise Unauthorized(
                 "the token's user is no longer a member of its tenant", code="account_removed"
             )

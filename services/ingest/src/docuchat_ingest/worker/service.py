@@ -74,13 +74,11 @@ class IndexingService:
         """Index the document (outside any transaction but the short ones of its progress):
         its outcome, for :meth:`record`, or None if the document is gone."""
         async with self.database.transaction() as session:
-            started = (
-                await IndexingRepository(session).start_processing(
+            started = None
+            if event.tenant_id is not None:
+                started = await IndexingRepository(session).start_processing(
                     event.tenant_id, event.data.document_id
                 )
-                if event.tenant_id is not None
-                else None
-            )
             if started is None:
                 log.info(
                     "document gone before indexing; skipped",
