@@ -23,7 +23,7 @@ class CountingEmbedder:
         self.dimension = inner.dimension
         self.calls: list[int] = []
 
-    async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+    async def embed(self, texts: Sequence[str], *, job_size: int | None = None) -> EmbeddingResult:
         self.calls.append(len(texts))
         return await self.inner.embed(texts)
 
@@ -63,7 +63,9 @@ async def test_a_failing_run_fails_its_callers_and_the_next_run_works(
     model: MiniLMEmbedder,
 ) -> None:
     class FlakyEmbedder(CountingEmbedder):
-        async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        async def embed(
+            self, texts: Sequence[str], *, job_size: int | None = None
+        ) -> EmbeddingResult:
             if not self.calls:
                 self.calls.append(len(texts))
                 raise RuntimeError("model run failed")
@@ -84,7 +86,9 @@ async def test_shares_of_a_call_without_per_text_counts_add_up_to_its_tokens(
     class RemoteLike(CountingEmbedder):
         """Bills a whole call, as an embeddings endpoint's usage does."""
 
-        async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        async def embed(
+            self, texts: Sequence[str], *, job_size: int | None = None
+        ) -> EmbeddingResult:
             result = await super().embed(texts)
             return EmbeddingResult(result.vectors, 10)
 

@@ -1,6 +1,7 @@
 """The MiniLM embedder's run scheduling: concurrent callers share model runs and still get
-exactly their own vectors and tokens; a query goes ahead of queued document chunks; a cancelled
-caller's texts are never run; a failed run fails only its callers."""
+exactly their own vectors and tokens; a query goes ahead of queued document chunks; a small
+document's chunks go ahead of a large one's queued before them; a cancelled caller's texts are
+never run; a failed run fails only its callers."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ async def test_callers_queued_behind_a_run_share_the_next_runs_and_get_their_own
 async def test_a_query_goes_ahead_of_queued_document_chunks() -> None:
     model = RecordingEmbedder(batch_size=4, parallel_runs=1)
     model.gate.clear()
-    document = [f"Chunk {i} of a long report on bridge tolls and river traffic." for i in range(12)]
+    document = long_document(12)
     indexing = asyncio.ensure_future(model.embed(document))
     await asyncio.to_thread(model.started.wait, 10)
     query = asyncio.ensure_future(model.embed([QUERY]))
@@ -85,6 +86,57 @@ async def test_a_query_goes_ahead_of_queued_document_chunks() -> None:
     # the document's first run was already going; the query is in the very next one
     assert query_ids not in model.runs[0]
     assert query_ids in model.runs[1]
+
+
+def long_document(count: int) -> list[str]:
+    return [f"Chunk {i} of a long report on bridge tolls and river traffic." for i in range(count)]
+
+
+async def test_a_small_documents_chunks_go_ahead_of_a_large_ones_queued_earlier() -> None:
+    model = RecordingEmbedder(batch_size=4, parallel_runs=1)
+    model.gate.clear()
+    large = long_document(16)
+    # The large document's first slice takes the only run slot; its other slices queue.
+    slices = [
+        asyncio.ensure_future(model.embed(large[i : i + 4], job_size=len(large)))
+        for i in range(0, len(large), 4)
+    ]
+    await asyncio.to_thread(model.started.wait, 10)
+    small = ["A short memo on ferry timetables.", "Its second paragraph."]
+    memo = asyncio.ensure_future(model.embed(small, job_size=len(small)))
+    await queued_texts(model, 12 + 2)
+    model.gate.set()
+    results = await asyncio.gather(*slices, memo)
+
+    memo_ids = model.tokenize(small)
+    assert len(model.runs) == 5  # 18 texts in batches of up to 4
+    assert all(ids in model.runs[1] for ids in memo_ids)  # the very next run
+    assert [len(r) for r in results] == [4, 4, 4, 4, 2]  # and the large one is all there
+    assert sorted(map(tuple, (ids for run in model.runs for ids in run))) == sorted(
+        map(tuple, model.tokenize(large) + memo_ids)
+    )
+
+
+async def test_without_a_head_start_documents_keep_their_order() -> None:
+    """What lets a small document overtake is the large one's allowance (``job_size``): a
+    large job's texts are due later, not put last."""
+    model = RecordingEmbedder(batch_size=4, parallel_runs=1)
+    model._scheduler(asyncio.get_running_loop()).DUE_SECONDS_PER_TEXT = 0.0
+    model.gate.clear()
+    large = long_document(16)
+    slices = [
+        asyncio.ensure_future(model.embed(large[i : i + 4], job_size=len(large)))
+        for i in range(0, len(large), 4)
+    ]
+    await asyncio.to_thread(model.started.wait, 10)
+    small = ["A short memo on ferry timetables.", "Its second paragraph."]
+    memo = asyncio.ensure_future(model.embed(small, job_size=len(small)))
+    await queued_texts(model, 12 + 2)
+    model.gate.set()
+    await asyncio.gather(*slices, memo)
+
+    assert not any(ids in model.runs[1] for ids in model.tokenize(small))
+    assert all(ids in model.runs[-1] for ids in model.tokenize(small))
 
 
 async def test_a_cancelled_caller_loses_its_place() -> None:

@@ -31,7 +31,11 @@ class Embedder(Protocol):
     model_name: str
     dimension: int
 
-    async def embed(self, texts: Sequence[str]) -> EmbeddingResult: ...
+    async def embed(self, texts: Sequence[str], *, job_size: int | None = None) -> EmbeddingResult:
+        """Vectors for ``texts``. ``job_size``: how many texts the caller's whole job has (a
+        document's chunks, asked for a slice at a time), so an embedder that queues work can
+        run small jobs' texts before a large one's; None for a job of its own (a query)."""
+        ...
 
 
 def l2_normalise(vectors: npt.NDArray[np.floating]) -> Vectors:

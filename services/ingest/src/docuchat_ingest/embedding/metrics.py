@@ -15,6 +15,17 @@ MODEL_TEXTS = Counter(
     "Texts (chunks and queries) embedded by the local model.",
     ["model"],
 )
+MODEL_TOKENS = Counter(
+    "docuchat_embedding_model_tokens_total",
+    "Wordpieces of the texts embedded by the local model ([CLS]/[SEP] included).",
+    ["model"],
+)
+MODEL_INPUT_TOKENS = Counter(
+    "docuchat_embedding_model_input_tokens_total",
+    "Positions fed to the local model: texts' wordpieces plus the padding that makes a batch "
+    "rectangular. Its excess over docuchat_embedding_model_tokens_total is CPU spent on padding.",
+    ["model"],
+)
 MODEL_SECONDS = Counter(
     "docuchat_embedding_model_seconds_total",
     "Wall-clock seconds spent in local model runs (runs in parallel add up).",

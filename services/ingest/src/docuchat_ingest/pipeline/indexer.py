@@ -155,7 +155,9 @@ class DocumentIndexer:
             # must not leave the old tail behind.
             await self.store.delete_document(document.tenant_id, document.document_id)
             pending += [
-                asyncio.ensure_future(self.embedder.embed([c.embedding_text for c in batch]))
+                asyncio.ensure_future(
+                    self.embedder.embed([c.embedding_text for c in batch], job_size=len(chunks))
+                )
                 for batch in slices
             ]
             for number, (batch, embedding) in enumerate(zip(slices, pending, strict=True)):
