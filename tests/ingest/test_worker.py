@@ -198,6 +198,28 @@ async def test_a_small_document_is_not_held_up_by_a_long_one_before_it(
     assert (await settled(worker, long.id)).status == "indexed"
 
 
+async def test_a_small_database_pool_narrows_the_window_instead_of_wedging_the_worker(
+    settings_for: Any, infra: Any, tmp_path: Path
+) -> None:
+    """Each document in flight holds a connection for its lock and needs another for its
+    transactions: with two connections in all, eight documents at once would each wait for a
+    connection the others hold."""
+    settings = settings_for(
+        IngestSettings,
+        "ingest",
+        blob_dir=tmp_path / "blobs",
+        vector_dir=tmp_path / "vectors",
+        database_pool_size=1,
+    )
+    async with serve(
+        build_runtime(settings, role="all"), infra.bootstrap_servers, tmp_path / "keys"
+    ) as small:
+        tenant = uuid.uuid4()
+        documents = [await upload(small, tenant, SHORT_MD, "text/markdown") for _ in range(4)]
+        done = [await settled(small, document.id) for document in documents]
+    assert [d.status for d in done] == ["indexed"] * 4
+
+
 async def test_an_encrypted_pdf_fails_with_its_code_and_the_worker_goes_on(
     worker: InProcessService,
 ) -> None:

@@ -63,6 +63,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             url, pool_size=pool_size, max_overflow=pool_size, echo=echo
         )
+        #: Connections the pool opens at most (its size plus as many again on overflow).
+        self.capacity = 2 * pool_size
         _ping_when_idle(self.engine, idle_ping_seconds)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -37,6 +37,11 @@ class IngestSettings(ServiceSettings):
     # Parser processes per worker (each one document at a time, ~190 MiB resident): with two,
     # a large document's parse does not hold up the small documents behind it.
     parse_processes: int = Field(default=2, ge=1)
+    # Documents a worker indexes at once: enough that some parse while others embed and that
+    # many small documents fill the model's batches together. Each holds its file, its text and
+    # a pooled database connection (its advisory lock) until it is done, so at most half the
+    # connection pool (DOCUCHAT_DATABASE_POOL_SIZE, twice that with overflow) is used for it.
+    documents_in_flight: int = Field(default=8, ge=1)
     # Set to embed through an OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, TEI, ...)
     # instead of the local model. A model of another size needs a new vector store (the
     # collection's vectors have one size).

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from docuchat_common.events.catalog import DocumentDeleted, DocumentUploaded, TenantDeleted
 from docuchat_common.events.consumer import SlowHandler
 from docuchat_common.events.topics import DOCUMENTS, TENANTS
+from docuchat_common.logging import get_logger
 from docuchat_common.service import ServiceRuntime
+from docuchat_ingest.settings import IngestSettings
 from docuchat_ingest.worker.service import IndexingOutcome, IndexingService
+
+log = get_logger(__name__)
 
 DOCUMENTS_GROUP = "ingest.worker"
 TENANTS_GROUP = "ingest.worker.tenants"
-# Documents in flight at once: enough that one parses while others embed and that many small
-# documents fill the model's batches together; each holds its file, its text and a pooled
-# connection (its advisory lock, outside any transaction) until it is done.
-DOCUMENTS_IN_FLIGHT = 8
+
+
+def documents_in_flight(wanted: int, pool_capacity: int) -> int:
+    """The worker's window of documents: ``wanted``, but at most half the database pool. Each
+    document holds a connection for its advisory lock until it is done, and its transactions
+    (progress, outcome) need another: a window that took the whole pool would leave them
+    waiting for a connection that never comes free."""
+    return max(1, min(wanted, pool_capacity // 2))
 
 
 def register(runtime: ServiceRuntime) -> None:
@@ -41,6 +49,15 @@ def register(runtime: ServiceRuntime) -> None:
         if isinstance(event, TenantDeleted):
             await service().forget_tenant(event.data.tenant_id)
 
+    settings = cast(IngestSettings, runtime.settings)
+    window = documents_in_flight(settings.documents_in_flight, runtime.database.capacity)
+    if window < settings.documents_in_flight:
+        log.warning(
+            "fewer documents in flight than configured: the database pool is too small",
+            configured=settings.documents_in_flight,
+            in_flight=window,
+            pool_capacity=runtime.database.capacity,
+        )
     runtime.consumers.subscribe_windowed(
         DOCUMENTS,
         [DocumentUploaded, DocumentDeleted],
@@ -56,7 +73,7 @@ def register(runtime: ServiceRuntime) -> None:
                 " order (an upload, then its delete)."
             ),
         ),
-        window=DOCUMENTS_IN_FLIGHT,
+        window=window,
         ordering_key=lambda event: event.data.document_id,
     )
     runtime.consumers.subscribe(TENANTS, [TenantDeleted], group=TENANTS_GROUP, handler=on_tenant)
