@@ -23,7 +23,9 @@ class CountingEmbedder:
         self.dimension = inner.dimension
         self.calls: list[int] = []
 
-    async def embed(self, texts: Sequence[str], *, job_size: int | None = None) -> EmbeddingResult:
+    async def embed(
+        self, texts: Sequence[str], *, job_position: int | None = None
+    ) -> EmbeddingResult:
         self.calls.append(len(texts))
         return await self.inner.embed(texts)
 
@@ -64,7 +66,7 @@ async def test_a_failing_run_fails_its_callers_and_the_next_run_works(
 ) -> None:
     class FlakyEmbedder(CountingEmbedder):
         async def embed(
-            self, texts: Sequence[str], *, job_size: int | None = None
+            self, texts: Sequence[str], *, job_position: int | None = None
         ) -> EmbeddingResult:
             if not self.calls:
                 self.calls.append(len(texts))
@@ -87,7 +89,7 @@ async def test_shares_of_a_call_without_per_text_counts_add_up_to_its_tokens(
         """Bills a whole call, as an embeddings endpoint's usage does."""
 
         async def embed(
-            self, texts: Sequence[str], *, job_size: int | None = None
+            self, texts: Sequence[str], *, job_position: int | None = None
         ) -> EmbeddingResult:
             result = await super().embed(texts)
             return EmbeddingResult(result.vectors, 10)

@@ -92,18 +92,20 @@ def long_document(count: int) -> list[str]:
     return [f"Chunk {i} of a long report on bridge tolls and river traffic." for i in range(count)]
 
 
-async def test_a_small_documents_chunks_go_ahead_of_a_large_ones_queued_earlier() -> None:
+async def test_a_small_documents_chunks_go_ahead_of_the_rest_of_a_large_one_queued_earlier() -> (
+    None
+):
     model = RecordingEmbedder(batch_size=4, parallel_runs=1)
     model.gate.clear()
     large = long_document(16)
     # The large document's first slice takes the only run slot; its other slices queue.
     slices = [
-        asyncio.ensure_future(model.embed(large[i : i + 4], job_size=len(large)))
+        asyncio.ensure_future(model.embed(large[i : i + 4], job_position=i + 4))
         for i in range(0, len(large), 4)
     ]
     await asyncio.to_thread(model.started.wait, 10)
     small = ["A short memo on ferry timetables.", "Its second paragraph."]
-    memo = asyncio.ensure_future(model.embed(small, job_size=len(small)))
+    memo = asyncio.ensure_future(model.embed(small, job_position=len(small)))
     await queued_texts(model, 12 + 2)
     model.gate.set()
     results = await asyncio.gather(*slices, memo)
@@ -118,19 +120,19 @@ async def test_a_small_documents_chunks_go_ahead_of_a_large_ones_queued_earlier(
 
 
 async def test_without_a_head_start_documents_keep_their_order() -> None:
-    """What lets a small document overtake is the large one's allowance (``job_size``): a
-    large job's texts are due later, not put last."""
+    """What lets a small document overtake is the large one's allowance (``job_position``): a
+    large job's later texts are due later, not put last."""
     model = RecordingEmbedder(batch_size=4, parallel_runs=1)
     model._scheduler(asyncio.get_running_loop()).DUE_SECONDS_PER_TEXT = 0.0
     model.gate.clear()
     large = long_document(16)
     slices = [
-        asyncio.ensure_future(model.embed(large[i : i + 4], job_size=len(large)))
+        asyncio.ensure_future(model.embed(large[i : i + 4], job_position=i + 4))
         for i in range(0, len(large), 4)
     ]
     await asyncio.to_thread(model.started.wait, 10)
     small = ["A short memo on ferry timetables.", "Its second paragraph."]
-    memo = asyncio.ensure_future(model.embed(small, job_size=len(small)))
+    memo = asyncio.ensure_future(model.embed(small, job_position=len(small)))
     await queued_texts(model, 12 + 2)
     model.gate.set()
     await asyncio.gather(*slices, memo)

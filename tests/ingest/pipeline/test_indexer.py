@@ -116,7 +116,9 @@ class _FailsOnSecondBatch:
         self.dimension = inner.dimension
         self.calls = 0
 
-    async def embed(self, texts: Sequence[str], *, job_size: int | None = None) -> EmbeddingResult:
+    async def embed(
+        self, texts: Sequence[str], *, job_position: int | None = None
+    ) -> EmbeddingResult:
         self.calls += 1
         if self.calls == 2:
             raise RuntimeError("worker lost mid-document")

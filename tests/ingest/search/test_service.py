@@ -38,7 +38,9 @@ class CountingEmbedder:
         self.dimension = inner.dimension
         self.calls = 0
 
-    async def embed(self, texts: Sequence[str], *, job_size: int | None = None) -> EmbeddingResult:
+    async def embed(
+        self, texts: Sequence[str], *, job_position: int | None = None
+    ) -> EmbeddingResult:
         self.calls += 1
         return await self.inner.embed(texts)
 

@@ -31,10 +31,14 @@ class Embedder(Protocol):
     model_name: str
     dimension: int
 
-    async def embed(self, texts: Sequence[str], *, job_size: int | None = None) -> EmbeddingResult:
-        """Vectors for ``texts``. ``job_size``: how many texts the caller's whole job has (a
-        document's chunks, asked for a slice at a time), so an embedder that queues work can
-        run small jobs' texts before a large one's; None for a job of its own (a query)."""
+    async def embed(
+        self, texts: Sequence[str], *, job_position: int | None = None
+    ) -> EmbeddingResult:
+        """Vectors for ``texts``. ``job_position``: where the last of them stands in the
+        caller's job (a document's chunks, asked for a slice at a time: the chunks through this
+        slice), so an embedder that queues work can run what is early in its job before what is
+        late in another (a small document before the rest of a large one); None for a job of
+        its own (a query)."""
         ...
 
 

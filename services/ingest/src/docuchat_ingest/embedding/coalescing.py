@@ -42,7 +42,9 @@ class CoalescingEmbedder:
         if close is not None:
             await close()
 
-    async def embed(self, texts: Sequence[str], *, job_size: int | None = None) -> EmbeddingResult:
+    async def embed(
+        self, texts: Sequence[str], *, job_position: int | None = None
+    ) -> EmbeddingResult:
         if not texts:
             return empty_result(self.dimension)
         future: asyncio.Future[EmbeddingResult] = asyncio.get_running_loop().create_future()

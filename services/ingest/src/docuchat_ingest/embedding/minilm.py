@@ -94,19 +94,20 @@ class _RunScheduler:
 
     Calls of up to ``batch_size`` texts that do not say they are part of a larger job (a
     search's query) go first: a question must not wait behind a 500-page document. The rest
-    are queued by when they are due: ``DUE_SECONDS_PER_TEXT`` per text of the caller's whole
-    job after they were queued. So small documents' chunks overtake a large one's already
-    queued (shortest job first, bounded: nothing waits much longer than its job would take on
-    its own), and small documents finish, and the worker's window of documents in flight moves
-    on to parse the next ones, while the large one keeps the model busy: without it the window
-    filled with documents waiting behind the large one, and the model starved while the next
-    ones were parsed (measured on bench.ingest). A cancelled caller loses its place.
+    are queued by when they are due: ``DUE_SECONDS_PER_TEXT`` per text of the caller's job up
+    to and including the call (``job_position``) after they were queued, about when they would
+    be done if the job had the model to itself. So a small document's chunks overtake the later
+    slices of a large one queued before them (and the large one's first slices still come
+    first), small documents finish, and the worker's window of documents in flight moves on to
+    parse the next ones while the large one keeps the model busy: first come, first served
+    filled the window with documents waiting behind the large one, and the model starved while
+    the next ones were parsed (measured on bench.ingest). A cancelled caller loses its place.
     """
 
     #: How far past the first waiting text a batch looks for texts of a similar length.
     WINDOW_BATCHES = 4
-    #: A queued text's delay allowance per text of its caller's job: about the model's time
-    #: per chunk on a 2-core machine (a run of 8 chunks of ~200 wordpieces takes ~0.7 s).
+    #: A queued text's delay allowance per text of its caller's job through its call: about
+    #: the model's time per chunk on a 2-core machine (8 chunks of ~200 wordpieces: ~0.7 s).
     DUE_SECONDS_PER_TEXT = 0.05
 
     def __init__(self, embedder: MiniLMEmbedder) -> None:
@@ -123,9 +124,9 @@ class _RunScheduler:
         return sum(text.live for queue in (self._urgent, self._bulk) for text in queue)
 
     def submit(
-        self, request: _Request, order: Sequence[int], *, urgent: bool, job_size: int
+        self, request: _Request, order: Sequence[int], *, urgent: bool, job_position: int
     ) -> None:
-        due = asyncio.get_running_loop().time() + self.DUE_SECONDS_PER_TEXT * job_size
+        due = asyncio.get_running_loop().time() + self.DUE_SECONDS_PER_TEXT * job_position
         texts = [_Text(due, next(self._seq), request, index) for index in order]
         if urgent:
             self._urgent += texts
@@ -326,10 +327,12 @@ class MiniLMEmbedder:
         counts = tuple(map(len, ids))
         return EmbeddingResult(vectors, sum(counts), counts)
 
-    async def embed(self, texts: Sequence[str], *, job_size: int | None = None) -> EmbeddingResult:
+    async def embed(
+        self, texts: Sequence[str], *, job_position: int | None = None
+    ) -> EmbeddingResult:
         if not texts:
             return empty_result(self.dimension)
-        urgent = job_size is None and len(texts) <= self.batch_size
+        urgent = job_position is None and len(texts) <= self.batch_size
         # A query's few wordpieces tokenise in microseconds; a document's slice in a thread.
         ids = self.tokenize(texts) if urgent else await asyncio.to_thread(self.tokenize, texts)
         loop = asyncio.get_running_loop()
@@ -340,7 +343,7 @@ class MiniLMEmbedder:
             request,
             self._longest_first(ids),
             urgent=urgent,
-            job_size=max(job_size or 0, len(ids)),
+            job_position=max(job_position or 0, len(ids)),
         )
         await request.future
         counts = tuple(map(len, ids))

@@ -63,7 +63,9 @@ class OpenAIEmbedder:
             max_retries=max_retries,
         )
 
-    async def embed(self, texts: Sequence[str], *, job_size: int | None = None) -> EmbeddingResult:
+    async def embed(
+        self, texts: Sequence[str], *, job_position: int | None = None
+    ) -> EmbeddingResult:
         if not texts:
             return empty_result(self.dimension)
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)

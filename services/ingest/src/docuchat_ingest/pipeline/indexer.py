@@ -156,9 +156,11 @@ class DocumentIndexer:
             await self.store.delete_document(document.tenant_id, document.document_id)
             pending += [
                 asyncio.ensure_future(
-                    self.embedder.embed([c.embedding_text for c in batch], job_size=len(chunks))
+                    self.embedder.embed(
+                        [c.embedding_text for c in batch], job_position=number * step + len(batch)
+                    )
                 )
-                for batch in slices
+                for number, batch in enumerate(slices)
             ]
             for number, (batch, embedding) in enumerate(zip(slices, pending, strict=True)):
                 result = await embedding
