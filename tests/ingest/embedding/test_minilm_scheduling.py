@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from docuchat_ingest.embedding.base import Vectors
+from docuchat_ingest.embedding.base import EmbeddingResult, Vectors
 from docuchat_ingest.embedding.minilm import MiniLMEmbedder
 from tests.helpers import eventually
 from tests.ingest.embedding.conftest import DOCUMENTS
@@ -92,30 +92,37 @@ def long_document(count: int) -> list[str]:
     return [f"Chunk {i} of a long report on bridge tolls and river traffic." for i in range(count)]
 
 
+LARGE = long_document(16)
+MEMO = ["A short memo on ferry timetables.", "Its second paragraph."]
+
+
+async def large_then_small(model: RecordingEmbedder) -> list[EmbeddingResult]:
+    """A 16-chunk document asked for in slices of 4 (the first takes the only run slot, held
+    at the gate, and the others queue), then a 2-chunk memo; the gate opens once all wait."""
+    model.gate.clear()
+    slices = [
+        asyncio.ensure_future(model.embed(LARGE[i : i + 4], job_position=i + 4))
+        for i in range(0, len(LARGE), 4)
+    ]
+    await asyncio.to_thread(model.started.wait, 10)
+    memo = asyncio.ensure_future(model.embed(MEMO, job_position=len(MEMO)))
+    await queued_texts(model, 12 + 2)
+    model.gate.set()
+    return list(await asyncio.gather(*slices, memo))
+
+
 async def test_a_small_documents_chunks_go_ahead_of_the_rest_of_a_large_one_queued_earlier() -> (
     None
 ):
     model = RecordingEmbedder(batch_size=4, parallel_runs=1)
-    model.gate.clear()
-    large = long_document(16)
-    # The large document's first slice takes the only run slot; its other slices queue.
-    slices = [
-        asyncio.ensure_future(model.embed(large[i : i + 4], job_position=i + 4))
-        for i in range(0, len(large), 4)
-    ]
-    await asyncio.to_thread(model.started.wait, 10)
-    small = ["A short memo on ferry timetables.", "Its second paragraph."]
-    memo = asyncio.ensure_future(model.embed(small, job_position=len(small)))
-    await queued_texts(model, 12 + 2)
-    model.gate.set()
-    results = await asyncio.gather(*slices, memo)
+    results = await large_then_small(model)
 
-    memo_ids = model.tokenize(small)
+    memo_ids = model.tokenize(MEMO)
     assert len(model.runs) == 5  # 18 texts in batches of up to 4
     assert all(ids in model.runs[1] for ids in memo_ids)  # the very next run
     assert [len(r) for r in results] == [4, 4, 4, 4, 2]  # and the large one is all there
     assert sorted(map(tuple, (ids for run in model.runs for ids in run))) == sorted(
-        map(tuple, model.tokenize(large) + memo_ids)
+        map(tuple, model.tokenize(LARGE) + memo_ids)
     )
 
 
@@ -124,21 +131,10 @@ async def test_without_a_head_start_documents_keep_their_order() -> None:
     large job's later texts are due later, not put last."""
     model = RecordingEmbedder(batch_size=4, parallel_runs=1)
     model._scheduler(asyncio.get_running_loop()).DUE_SECONDS_PER_TEXT = 0.0
-    model.gate.clear()
-    large = long_document(16)
-    slices = [
-        asyncio.ensure_future(model.embed(large[i : i + 4], job_position=i + 4))
-        for i in range(0, len(large), 4)
-    ]
-    await asyncio.to_thread(model.started.wait, 10)
-    small = ["A short memo on ferry timetables.", "Its second paragraph."]
-    memo = asyncio.ensure_future(model.embed(small, job_position=len(small)))
-    await queued_texts(model, 12 + 2)
-    model.gate.set()
-    await asyncio.gather(*slices, memo)
+    await large_then_small(model)
 
-    assert not any(ids in model.runs[1] for ids in model.tokenize(small))
-    assert all(ids in model.runs[-1] for ids in model.tokenize(small))
+    assert not any(ids in model.runs[1] for ids in model.tokenize(MEMO))
+    assert all(ids in model.runs[-1] for ids in model.tokenize(MEMO))
 
 
 async def test_a_cancelled_caller_loses_its_place() -> None:
