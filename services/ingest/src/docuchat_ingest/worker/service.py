@@ -87,10 +87,10 @@ class IndexingService:
                 return None
             document, kb_settings = started
             settings = KnowledgeBaseSettings.model_validate(kb_settings)
-            await self.outbox.add(session, self._progressed(document, "processing", 0.0))
+            await self.outbox.add(session, self._progressed(document, 0.0))
 
         async def on_progress(value: float) -> None:
-            await self._progress(document, "processing", value)
+            await self._progress(document, value)
 
         try:
             data = await self.blobs.get(document.blob_key)
@@ -174,24 +174,25 @@ class IndexingService:
         await IndexingRepository(session).set_state(document.id, values)
         await self.outbox.add(session, *events)
 
-    async def _progress(self, document: Document, status: str, progress: float) -> None:
+    async def _progress(self, document: Document, progress: float) -> None:
         async with self.database.transaction() as session:
             await self._record(
                 session,
                 document,
-                {"status": status, "progress": progress},
-                self._progressed(document, status, progress),
+                {"status": "processing", "progress": progress},
+                self._progressed(document, progress),
             )
 
     @staticmethod
-    def _progressed(document: Document, status: str, progress: float) -> DocumentProgressed:
+    def _progressed(document: Document, progress: float) -> DocumentProgressed:
+        """document.progressed while it is processing (its outcome is another event)."""
         return DocumentProgressed(
             tenant_id=document.tenant_id,
             source=SOURCE,
             data=DocumentProgressedData(
                 document_id=document.id,
                 knowledge_base_id=document.knowledge_base_id,
-                status=status,
+                status="processing",
                 progress=round(progress, 3),
             ),
         )
