@@ -212,7 +212,7 @@ async def upload_all(
 
 
 async def embedding_only(
-    files: list[Path], model_runs: int | None
+    files: list[Path], model_runs: int | None, model_batch: int | None = None
 ) -> tuple[float, int, float, str]:
     chunker = Chunker(max_tokens=200, overlap_tokens=40)
     texts: list[str] = []
@@ -224,7 +224,11 @@ async def embedding_only(
         except ParseError:
             continue
         texts += [c.embedding_text for c in chunker.chunk(chunk_inputs(parsed))]
-    embedder = MiniLMEmbedder(parallel_runs=model_runs)
+    embedder = (
+        MiniLMEmbedder(parallel_runs=model_runs, batch_size=model_batch)
+        if model_batch is not None
+        else MiniLMEmbedder(parallel_runs=model_runs)
+    )
     await embedder.embed(texts[:8])  # load the model outside the timing
     counters = model_totals(generate_latest().decode())
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -238,6 +242,7 @@ async def embedding_only(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-runs", type=int, default=None)
+    parser.add_argument("--model-batch", type=int, default=None, help="texts per model run")
     parser.add_argument("--parse-processes", type=int, default=None)
     # This machine's speed drifts by tens of percent within minutes: each round measures both
     # sides back to back, and the median round is the figure.
@@ -250,6 +255,8 @@ def main() -> None:
     if model_runs is not None:
         # The stack's processes inherit this environment.
         os.environ["DOCUCHAT_INGEST_EMBEDDING_PARALLEL_RUNS"] = str(model_runs)
+    if args.model_batch is not None:
+        os.environ["DOCUCHAT_INGEST_EMBEDDING_BATCH_SIZE"] = str(args.model_batch)
     files = corpus_files()
     runs = model_runs or available_cpus()
     print(f"model runs at once: {runs} (both sides); {len(files)} files")
@@ -257,7 +264,7 @@ def main() -> None:
     for round_number in range(1, args.rounds + 1):
         # Embedding only, before and after the end-to-end run (A-B-A): their mean cancels a
         # drift of the machine's speed across the round.
-        before = asyncio.run(embedding_only(files, model_runs))
+        before = asyncio.run(embedding_only(files, model_runs, args.model_batch))
         (
             e2e,
             documents,
@@ -269,7 +276,7 @@ def main() -> None:
             (model_wall, model_cpu, model_batching),
         ) = end_to_end(files, args.uploads_at_once)
         e2e_cpu = sum(e2e_cpus.values())
-        after = asyncio.run(embedding_only(files, model_runs))
+        after = asyncio.run(embedding_only(files, model_runs, args.model_batch))
         embed, embed_cpu = (before[0] + after[0]) / 2, (before[2] + after[2]) / 2
         embedded_chunks = after[1]
         ratios.append(e2e / embed)

@@ -111,6 +111,11 @@ def build_embedder(settings: IngestSettings) -> Embedder:
     from docuchat_ingest.embedding.minilm import MiniLMEmbedder
 
     # Batches the concurrent calls of documents indexed side by side itself.
+    if settings.embedding_batch_size is not None:
+        return MiniLMEmbedder(
+            parallel_runs=settings.embedding_parallel_runs,
+            batch_size=settings.embedding_batch_size,
+        )
     return MiniLMEmbedder(parallel_runs=settings.embedding_parallel_runs)
 
 

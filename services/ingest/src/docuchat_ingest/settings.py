@@ -53,5 +53,7 @@ class IngestSettings(ServiceSettings):
     # Concurrent runs of the embedding model, one thread each; unset: one per CPU the process may
     # use. Set it to the pod's CPU limit where that is below the node's CPUs.
     embedding_parallel_runs: int | None = None
+    # Texts per run of the local model; unset: the model's default (see MiniLMEmbedder).
+    embedding_batch_size: int | None = Field(default=None, ge=1)
     # Search: query embeddings kept (LRU, by query text) so a repeated question skips the model.
     search_cache_size: int = 4096

@@ -106,8 +106,8 @@ class _RunScheduler:
 
     #: How far past the first waiting text a batch looks for texts of a similar length.
     WINDOW_BATCHES = 4
-    #: A queued text's delay allowance per text of its caller's job through its call: about
-    #: the model's time per chunk on a 2-core machine (8 chunks of ~200 wordpieces: ~0.7 s).
+    #: A queued text's delay allowance per text of its caller's job through its call: a little
+    #: over the model's time per chunk of ~200 wordpieces on a 2-core machine (~0.035 s).
     DUE_SECONDS_PER_TEXT = 0.05
 
     def __init__(self, embedder: MiniLMEmbedder) -> None:
@@ -204,9 +204,13 @@ class MiniLMEmbedder:
     wordpieces fed to the model ([CLS]/[SEP] included, after truncation). One instance per
     process is enough: the ONNX session is thread-safe.
 
-    Batches are small: the attention tensors of a batch of 32 chunks of ~200 wordpieces
-    (~100 MB) spill out of the CPU caches; the bench corpus's chunks took ~18% less CPU in
-    batches of 8 than of 32 (the same texts, sorted by length either way).
+    Batches are small: a run's activations grow with its batch and spill out of the CPU
+    caches the two runs share. One run already multiplies ~200 wordpieces by each weight
+    matrix, so larger batches gain nothing in the arithmetic and lose in the caches. On the
+    bench corpus's chunks (two runs, sorted by length either way) batches of 2 or 4 took ~17%
+    less CPU than batches of 8 (16.2-16.7 against 19.6-20.6 CPU s), and 8 took ~18% less than
+    32; through the whole stack, 2 beat 4 by a few percent (less padding: 4% against 7-8%)
+    and 8 by 20-30%. Batches of 1 cost more again (a run's fixed cost per text).
     """
 
     model_name = MODEL_NAME
@@ -217,7 +221,7 @@ class MiniLMEmbedder:
         *,
         model_path: Path | None = None,
         tokenizer: Tokenizer | None = None,
-        batch_size: int = 8,
+        batch_size: int = 2,
         parallel_runs: int | None = None,
         max_length: int = MAX_SEQ_LENGTH,
     ) -> None:
