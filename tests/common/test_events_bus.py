@@ -3,9 +3,11 @@ consumer, dead letters, and a broker restart with unpublished events."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -399,3 +401,106 @@ async def test_dead_letters_are_listed_and_replayed_once_their_cause_is_fixed(
 
     again = await replay_dead_letters(bootstrap, bus.topic.name, group="replay-a")
     assert (again.letters, again.replayed) == (0, 0)  # each letter is replayed once
+
+
+class GatedRelay(OutboxRelay):
+    """A relay that holds each publish at a gate: a test commits an event while it publishes."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.publishing = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def _publish(
+        self, topic: str, key: bytes | None, payload: dict[str, Any], headers: dict[str, str]
+    ) -> asyncio.Future[Any]:
+        self.publishing.set()
+        await self.gate.wait()
+        return await super()._publish(topic, key, payload, headers)
+
+
+@dataclass
+class LoneRelay:
+    """A relay of its own (no consumer) whose polls are too rare to matter within a test: only
+    the insert trigger's NOTIFY wakes it in time."""
+
+    relay: OutboxRelay
+    database: Database
+    topic: Topic
+
+    async def commit(self, n: int) -> uuid.UUID:
+        """An event written as a service writes one: no wake-up call, only the NOTIFY."""
+        written = probe_event_class(self.topic)(
+            tenant_id=uuid.uuid4(), source="test", data=ProbeData(n=n)
+        )
+        async with self.database.transaction() as session:
+            await Outbox(outbox_table).add(session, written)
+        return written.id
+
+
+@asynccontextmanager
+async def lone_relay(
+    infra: Any, database_url: str, relay_class: type[OutboxRelay] = OutboxRelay
+) -> AsyncIterator[LoneRelay]:
+    bootstrap = infra.bootstrap_servers
+    topic = Topic(f"test.probe.{uuid.uuid4().hex[:8]}", 1, "probe")
+    await ensure_topics(bootstrap, [topic])
+    settings = ServiceSettings(
+        environment="test", database_url=database_url, kafka_bootstrap_servers=bootstrap
+    )
+    database = Database(database_url, pool_size=2)
+    broker = create_broker(settings, "test")
+    relay = relay_class(
+        service="test",
+        database=database,
+        table=outbox_table,
+        broker=broker,
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        listening_poll_interval=600,
+    )
+    await broker.start()
+    await relay.start()
+    try:
+        yield LoneRelay(relay, database, topic)
+    finally:
+        await relay.stop()
+        await broker.stop()
+        await database.dispose()
+
+
+async def test_an_event_committed_while_the_relay_publishes_goes_out_without_waiting_for_a_poll(
+    infra: Any, databases: dict[str, str]
+) -> None:
+    async with lone_relay(infra, databases["usage"], GatedRelay) as lone:
+        relay = lone.relay
+        assert isinstance(relay, GatedRelay) and relay.listening
+        await lone.commit(1)
+        async with asyncio.timeout(10):
+            await relay.publishing.wait()  # the relay is inside its batch: event 1 only
+        await lone.commit(2)
+        relay.gate.set()
+        records = await read_topic(infra.bootstrap_servers, lone.topic.name, 2)
+        assert sorted(json.loads(r.value)["data"]["n"] for r in records) == [1, 2]
+
+
+async def test_a_relay_whose_listening_connection_is_lost_listens_again(
+    infra: Any, databases: dict[str, str]
+) -> None:
+    async with lone_relay(infra, databases["usage"]) as lone:
+        relay, listener = lone.relay, lone.relay._listener
+        async with lone.database.transaction() as session:
+            await session.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                )
+            )
+
+        async def listening_anew() -> bool:
+            return relay.listening and relay._listener is not listener
+
+        await eventually(listening_anew, timeout=10, what="a new LISTEN connection")
+        written = await lone.commit(5)
+        (record,) = await read_topic(infra.bootstrap_servers, lone.topic.name, 1)
+        assert json.loads(record.value)["id"] == str(written)

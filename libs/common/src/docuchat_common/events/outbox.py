@@ -2,9 +2,11 @@
 
 The relay publishes rows in insertion order and marks them published. Only one relay per
 database publishes at a time (a transaction-level advisory lock), so per-tenant order holds
-with any number of replicas. It wakes on ``NOTIFY`` from the insert trigger, with a slow poll as
-the fallback, and backs off while the broker is unreachable: nothing is lost, delivery resumes
-when it returns (at least once; consumers dedupe by event id).
+with any number of replicas. It wakes on ``NOTIFY`` from the insert trigger (every replica's
+relay hears every insert, so one that holds the lock publishes what another wrote), with a slow
+poll as the fallback (a faster one while it cannot listen), and backs off while the broker is
+unreachable: nothing is lost, delivery resumes when it returns (at least once; consumers dedupe
+by event id).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class OutboxRelay:
         topics: list[Topic],
         batch_size: int = 200,
         poll_interval: float = 1.0,
+        listening_poll_interval: float = 10.0,
         max_backoff: float = 5.0,
     ) -> None:
         self.service = service
@@ -86,7 +89,10 @@ class OutboxRelay:
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
         self.batch_size = batch_size
+        # How long it waits for a NOTIFY before looking anyway: while it listens the look is a
+        # safety net only (every look is a transaction, for each service's relay, idle or not).
         self.poll_interval = poll_interval
+        self.listening_poll_interval = listening_poll_interval
         self.max_backoff = max_backoff
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -109,14 +115,21 @@ class OutboxRelay:
                 await self._listener.close()
             self._listener = None
 
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None and not self._listener.is_closed()
+
     async def _listen(self) -> None:
         """LISTEN on a dedicated connection so an insert anywhere (any process) wakes us."""
         import asyncpg
 
+        self._listener = None
         url = make_url(self.database.url).set(drivername="postgresql")
         try:
             conn = await asyncpg.connect(url.render_as_string(hide_password=False))
             await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wakeup.set())
+            # A lost connection hears nothing more: look now, and listen again once it can.
+            conn.add_termination_listener(lambda *_: self._wakeup.set())
             self._listener = conn
         except Exception as exc:  # polling still delivers, just later
             log.warning("outbox listen failed; polling only", error=str(exc))
@@ -129,10 +142,15 @@ class OutboxRelay:
                 if not topics_ready:
                     await ensure_topics(self.bootstrap_servers, self.topics)
                     topics_ready = True
+                # Cleared before the look, not after: a NOTIFY for a row committed while this
+                # batch is published must wake the next look, not wait for a poll.
+                self._wakeup.clear()
                 published = await self.publish_pending()
                 backoff = 0.1
                 if published >= self.batch_size:
                     continue  # more waiting: don't sleep
+                if self._listener is not None and self._listener.is_closed():
+                    await self._listen()  # its connection was lost, the database is back
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -143,8 +161,10 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
-            self._wakeup.clear()
-            await wait_event(self._wakeup, self.poll_interval)
+            await wait_event(
+                self._wakeup,
+                self.listening_poll_interval if self.listening else self.poll_interval,
+            )
 
     async def replay(self) -> None:
         """Publish everything again: the broker lost what it had (an in-memory broker restarted).
