@@ -35,13 +35,18 @@ def register(runtime: ServiceRuntime) -> None:
                 event.data.knowledge_base_id, event.tenant_id
             )
 
+    # Purges: nothing waits on them within the second (the gateway refuses a deleted tenant's
+    # or user's tokens at once, and a deleted knowledge base's sessions have nothing to ask).
     runtime.consumers.subscribe(
-        TENANTS, [TenantDeleted], group="chat.tenants", handler=on_tenant_deleted
+        TENANTS, [TenantDeleted], group="chat.tenants", handler=on_tenant_deleted, background=True
     )
     runtime.consumers.subscribe(
         KNOWLEDGE_BASES,
         [KnowledgeBaseDeleted],
         group="chat.knowledge-bases",
         handler=on_knowledge_base_deleted,
+        background=True,
     )
-    runtime.consumers.subscribe(USERS, [UserDeleted], group="chat.users", handler=on_user_deleted)
+    runtime.consumers.subscribe(
+        USERS, [UserDeleted], group="chat.users", handler=on_user_deleted, background=True
+    )

@@ -76,4 +76,7 @@ def register(runtime: ServiceRuntime) -> None:
         window=window,
         ordering_key=lambda event: event.data.document_id,
     )
-    runtime.consumers.subscribe(TENANTS, [TenantDeleted], group=TENANTS_GROUP, handler=on_tenant)
+    # A purge: the gateway refuses the deleted tenant's tokens at once.
+    runtime.consumers.subscribe(
+        TENANTS, [TenantDeleted], group=TENANTS_GROUP, handler=on_tenant, background=True
+    )
