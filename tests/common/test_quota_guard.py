@@ -425,3 +425,45 @@ def test_the_moving_window_allows_the_limit_in_any_window_and_says_when_to_retry
     now[0] += 40  # the window moves past the three hits
     assert [window.hit(tenant, 3) for _ in range(3)] == [None, None, None]
     assert window.hit(tenant, 3) is not None
+
+
+async def test_guards_that_share_read_the_topic_once_and_the_last_to_stop_closes_it(
+    infra: Any, publish: Publisher
+) -> None:
+    """The all-in-one process runs chat's and ingest's guards over one reader of the topic."""
+    chat, ingest = (f"test-{name}-{uuid.uuid4().hex[:8]}" for name in ("chat", "ingest"))
+    chat_guard = QuotaGuard(infra.bootstrap_servers, service=chat, shared=True)
+    ingest_guard = QuotaGuard(infra.bootstrap_servers, service=ingest, shared=True)
+    await asyncio.gather(chat_guard.start(), ingest_guard.start())
+    try:
+        feed = chat_guard._feed
+        assert ingest_guard._feed is feed
+        assert sorted(feed.services) == sorted([chat, ingest])
+
+        tenant = uuid.uuid4()
+        await publish.event(quota(tenant, plan="pro"))
+        await chat_guard.wait_for(tenant, plan_is("pro"))
+        assert ingest_guard.state(tenant) == chat_guard.state(tenant)
+        # Both services' metrics, from the one reader.
+        for service in (chat, ingest):
+            assert registry.get_sample_value("docuchat_quota_states", {"service": service})
+
+        # One guard stopping leaves the other following the topic.
+        await chat_guard.stop()
+        assert not chat_guard.ready and ingest_guard.ready
+        await publish.event(quota(tenant, plan="team"))
+        await ingest_guard.wait_for(tenant, plan_is("team"))
+
+        # The next guard to start joins a fresh reader, which rebuilds the state.
+        await ingest_guard.stop()
+        assert not feed.ready
+        late = QuotaGuard(infra.bootstrap_servers, service=chat, shared=True)
+        await late.start()
+        try:
+            assert late._feed is not feed
+            assert plan_is("team")(late.state(tenant))
+        finally:
+            await late.stop()
+    finally:
+        await chat_guard.stop()
+        await ingest_guard.stop()

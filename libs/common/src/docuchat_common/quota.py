@@ -43,7 +43,7 @@ from docuchat_common.logging import get_logger
 from docuchat_common.metrics import registry
 from docuchat_common.tasks import stop_task
 
-__all__ = ["QuotaGuard", "QuotaStateUnavailable"]
+__all__ = ["QuotaFeed", "QuotaGuard", "QuotaStateUnavailable"]
 
 log = get_logger(__name__)
 
@@ -120,7 +120,206 @@ class MovingWindow:
             del self._hits[key]
 
 
+class QuotaFeed:
+    """Every tenant's quota state, read from the topic (see the module docstring): what the
+    guards of one process hold in common. ``services`` name the guards it serves (in metrics)."""
+
+    def __init__(self, bootstrap_servers: str, *, name: str, max_backoff: float = 5.0) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.name = name
+        self.max_backoff = max_backoff
+        self.services: list[str] = []
+        self.events: dict[uuid.UUID, QuotaChanged] = {}
+        self.updated = asyncio.Condition()
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._live = False  # caught up: lag is measured only for live events, not the replay
+        self._starting = asyncio.Lock()
+
+    async def start(self, start_timeout: float) -> None:
+        """Load every tenant's state, then keep following the topic in the background (once:
+        a started feed returns at once)."""
+        async with self._starting:
+            if self._task is not None:
+                return
+            deadline = asyncio.get_running_loop().time() + start_timeout
+            consumer, end_offsets = await self._connect(deadline, start_timeout)
+            try:
+                await self._catch_up(consumer, end_offsets, deadline, start_timeout)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                raise
+            self._consumer = consumer
+            self._live = True
+            self._task = asyncio.create_task(self._follow(consumer), name=f"quota-{self.name}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        await stop_task(task)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+        self._live = False
+
+    @property
+    def ready(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def state(self, tenant_id: uuid.UUID) -> QuotaChangedData | None:
+        event = self.events.get(tenant_id)
+        return event.data if event is not None else None
+
+    # --- reading the topic --------------------------------------------------------------------
+
+    async def _connect(self, deadline: float, budget: float) -> tuple[Any, dict[Any, int]]:
+        """A consumer assigned to every partition at the beginning, and their end offsets."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        loop = asyncio.get_running_loop()
+        delay = 0.2
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=f"docuchat-{self.name}-quota",
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                retry_backoff_ms=200,
+                # Bounds the event → enforcement lag on brokers that hold a fetch for its whole
+                # wait (measured on tansu: ~77 ms at the 500 ms default, ~3 ms at 100 ms).
+                fetch_max_wait_ms=100,
+            )
+
+            async def attempt(consumer: Any = consumer) -> dict[Any, int]:
+                # Assigning a partition of a topic that does not exist yet would hang.
+                await ensure_topics(self.bootstrap_servers, [QUOTA])
+                await consumer.start()
+                partitions = consumer.partitions_for_topic(QUOTA.name) or range(QUOTA.partitions)
+                tps = [TopicPartition(QUOTA.name, p) for p in sorted(partitions)]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                ends: dict[Any, int] = await consumer.end_offsets(tps)
+                return ends
+
+            try:
+                remaining = max(0.1, deadline - loop.time())
+                async with asyncio.timeout(remaining):
+                    ends = await attempt()
+                return consumer, ends
+            except Exception as exc:
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    await consumer.stop()
+                if loop.time() + delay >= deadline:
+                    raise QuotaStateUnavailable(
+                        f"cannot read {QUOTA.name} from {self.bootstrap_servers} "
+                        f"within {budget:g}s: {_describe(exc)}"
+                    ) from exc
+                log.warning(
+                    "quota topic unreachable; retrying",
+                    feed=self.name,
+                    error=_describe(exc),
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+    async def _catch_up(
+        self, consumer: Any, end_offsets: dict[Any, int], deadline: float, budget: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        pending = dict(end_offsets)
+        while True:
+            for tp, end in list(pending.items()):
+                if await consumer.position(tp) >= end:
+                    del pending[tp]
+            if not pending:
+                return
+            if loop.time() >= deadline:
+                behind = {f"{tp.topic}/{tp.partition}": end for tp, end in pending.items()}
+                raise QuotaStateUnavailable(
+                    f"did not read {QUOTA.name} up to its end offsets {behind} within {budget:g}s"
+                )
+            await self._apply(await consumer.getmany(timeout_ms=200))
+
+    async def _follow(self, consumer: Any) -> None:
+        while True:
+            try:
+                batch = await consumer.getmany(timeout_ms=1000)
+            except Exception as exc:  # aiokafka retries broker errors itself; this is the rest
+                log.warning("quota consumer failed; retrying", error=_describe(exc))
+                await asyncio.sleep(1.0)
+                continue
+            await self._apply(batch)
+
+    async def _apply(self, batch: dict[Any, list[Any]]) -> None:
+        changed = False
+        for records in batch.values():
+            for record in records:
+                changed = self._apply_record(record) or changed
+        if changed:
+            for service in self.services:
+                QUOTA_STATES.labels(service).set(len(self.events))
+            async with self.updated:
+                self.updated.notify_all()
+
+    def _apply_record(self, record: Any) -> bool:
+        """Apply one message; True when it changed the state."""
+        if record.value is None:  # a tombstone (compaction's delete): the tenant is gone
+            tenant_id = _tenant_key(record.key)
+            return tenant_id is not None and self.events.pop(tenant_id, None) is not None
+        event = _parse(record)
+        if event is None or event.tenant_id is None:
+            return False
+        current = self.events.get(event.tenant_id)
+        if current is not None and _aware(event.occurred_at) < _aware(current.occurred_at):
+            return False  # an older state arriving late
+        self.events[event.tenant_id] = event
+        if self._live:
+            lag = (utcnow() - _aware(event.occurred_at)).total_seconds()
+            for service in self.services:
+                QUOTA_APPLY_LAG.labels(service).observe(max(0.0, lag))
+        return True
+
+
+# One feed per event loop and broker for the guards that share theirs (``QuotaGuard(shared=
+# True)``): the all-in-one process runs chat's and ingest's guards, and each feed is a consumer
+# the broker answers ten times a second.
+_SHARED_FEEDS: dict[tuple[asyncio.AbstractEventLoop, str], QuotaFeed] = {}
+
+
+async def _join_shared_feed(
+    bootstrap_servers: str, service: str, *, start_timeout: float, max_backoff: float
+) -> QuotaFeed:
+    key = (asyncio.get_running_loop(), bootstrap_servers)
+    feed = _SHARED_FEEDS.get(key)
+    if feed is None:
+        feed = _SHARED_FEEDS[key] = QuotaFeed(
+            bootstrap_servers, name="shared", max_backoff=max_backoff
+        )
+    feed.services.append(service)
+    try:
+        await feed.start(start_timeout)
+    except BaseException:
+        await _leave_shared_feed(feed, service)
+        raise
+    return feed
+
+
+async def _leave_shared_feed(feed: QuotaFeed, service: str) -> None:
+    """The last guard to leave stops the feed."""
+    feed.services.remove(service)
+    if not feed.services:
+        key = (asyncio.get_running_loop(), feed.bootstrap_servers)
+        if _SHARED_FEEDS.get(key) is feed:
+            del _SHARED_FEEDS[key]
+        await feed.stop()
+
+
 class QuotaGuard:
+    """A service's enforcement over the quota state: its own rate windows and recent debits,
+    over a feed of its own or (``shared``) the one its process's other guards read."""
+
     def __init__(
         self,
         bootstrap_servers: str,
@@ -129,16 +328,17 @@ class QuotaGuard:
         start_timeout: float = 30.0,
         max_backoff: float = 5.0,
         metering_allowance: float = 2.0,
+        shared: bool = False,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.service = service
         self.start_timeout = start_timeout
         self.max_backoff = max_backoff
-        self._events: dict[uuid.UUID, QuotaChanged] = {}
-        self._updated = asyncio.Condition()
-        self._consumer: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._live = False  # caught up: lag is measured only for live events, not the replay
+        self.shared = shared
+        # Until start() joins a shared feed, an empty one of its own (no state: all allowed).
+        self._feed = QuotaFeed(bootstrap_servers, name=service, max_backoff=max_backoff)
+        self._feed.services.append(service)
+        self._started = False
         # The plan's requests per minute, counted per tenant in this replica.
         self._rate = MovingWindow(RATE_WINDOW_SECONDS)
         # Tokens this replica spent that usage may not have metered yet: (when, tokens).
@@ -156,33 +356,32 @@ class QuotaGuard:
         Retries with backoff while the broker is unreachable; raises
         :class:`QuotaStateUnavailable` when it has not caught up within ``start_timeout``.
         """
-        if self._task is not None:
+        if self._started:
             return
-        budget = self.start_timeout
-        deadline = asyncio.get_running_loop().time() + budget
-        consumer, end_offsets = await self._connect(deadline, budget)
-        try:
-            await self._catch_up(consumer, end_offsets, deadline, budget)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            raise
-        self._consumer = consumer
-        self._live = True
-        self._task = asyncio.create_task(self._follow(consumer), name=f"quota-guard-{self.service}")
-        log.info("quota state loaded", service=self.service, tenants=len(self._events))
+        if self.shared:
+            self._feed = await _join_shared_feed(
+                self.bootstrap_servers,
+                self.service,
+                start_timeout=self.start_timeout,
+                max_backoff=self.max_backoff,
+            )
+        else:
+            await self._feed.start(self.start_timeout)
+        self._started = True
+        log.info("quota state loaded", service=self.service, tenants=len(self._feed.events))
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await stop_task(task)
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
-        self._live = False
+        if not self._started:
+            return
+        self._started = False
+        if self.shared:
+            await _leave_shared_feed(self._feed, self.service)
+        else:
+            await self._feed.stop()
 
     @property
     def ready(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._started and self._feed.ready
 
     async def check_ready(self) -> None:
         """A readiness check: ``HealthChecks.add("quota", guard.check_ready)``."""
@@ -192,8 +391,7 @@ class QuotaGuard:
     # --- queries ------------------------------------------------------------------------------
 
     def state(self, tenant_id: uuid.UUID) -> QuotaChangedData | None:
-        event = self._events.get(tenant_id)
-        return event.data if event is not None else None
+        return self._feed.state(tenant_id)
 
     def check(self, tenant_id: uuid.UUID, *limits: str) -> None:
         """Raise :class:`QuotaExceeded` when any named limit (default: any) is spent now.
@@ -240,7 +438,7 @@ class QuotaGuard:
         debits = self._debits.get(tenant_id)
         if not debits:
             return []
-        event = self._events.get(tenant_id)
+        event = self._feed.events.get(tenant_id)
         if event is not None:
             covered = _aware(event.occurred_at) - self.metering_allowance
             debits = [(at, n) for at, n in debits if at > covered]
@@ -301,118 +499,10 @@ class QuotaGuard:
     ) -> QuotaChangedData | None:
         """Wait until ``predicate(state(tenant_id))`` holds (checked after every applied
         update); returns that state. Raises ``TimeoutError``."""
-        async with asyncio.timeout(timeout), self._updated:
-            await self._updated.wait_for(lambda: predicate(self.state(tenant_id)))
+        updated = self._feed.updated
+        async with asyncio.timeout(timeout), updated:
+            await updated.wait_for(lambda: predicate(self.state(tenant_id)))
         return self.state(tenant_id)
-
-    # --- reading the topic --------------------------------------------------------------------
-
-    async def _connect(self, deadline: float, budget: float) -> tuple[Any, dict[Any, int]]:
-        """A consumer assigned to every partition at the beginning, and their end offsets."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        loop = asyncio.get_running_loop()
-        delay = 0.2
-        while True:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers,
-                client_id=f"docuchat-{self.service}-quota",
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                retry_backoff_ms=200,
-                # Bounds the event → enforcement lag on brokers that hold a fetch for its whole
-                # wait (measured on tansu: ~77 ms at the 500 ms default, ~3 ms at 100 ms).
-                fetch_max_wait_ms=100,
-            )
-
-            async def attempt(consumer: Any = consumer) -> dict[Any, int]:
-                # Assigning a partition of a topic that does not exist yet would hang.
-                await ensure_topics(self.bootstrap_servers, [QUOTA])
-                await consumer.start()
-                partitions = consumer.partitions_for_topic(QUOTA.name) or range(QUOTA.partitions)
-                tps = [TopicPartition(QUOTA.name, p) for p in sorted(partitions)]
-                consumer.assign(tps)
-                await consumer.seek_to_beginning(*tps)
-                ends: dict[Any, int] = await consumer.end_offsets(tps)
-                return ends
-
-            try:
-                remaining = max(0.1, deadline - loop.time())
-                async with asyncio.timeout(remaining):
-                    ends = await attempt()
-                return consumer, ends
-            except Exception as exc:
-                with contextlib.suppress(Exception):  # the first error is the one to report
-                    await consumer.stop()
-                if loop.time() + delay >= deadline:
-                    raise QuotaStateUnavailable(
-                        f"cannot read {QUOTA.name} from {self.bootstrap_servers} "
-                        f"within {budget:g}s: {_describe(exc)}"
-                    ) from exc
-                log.warning(
-                    "quota topic unreachable; retrying",
-                    service=self.service,
-                    error=_describe(exc),
-                    retry_in=delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-
-    async def _catch_up(
-        self, consumer: Any, end_offsets: dict[Any, int], deadline: float, budget: float
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        pending = dict(end_offsets)
-        while True:
-            for tp, end in list(pending.items()):
-                if await consumer.position(tp) >= end:
-                    del pending[tp]
-            if not pending:
-                return
-            if loop.time() >= deadline:
-                behind = {f"{tp.topic}/{tp.partition}": end for tp, end in pending.items()}
-                raise QuotaStateUnavailable(
-                    f"did not read {QUOTA.name} up to its end offsets {behind} within {budget:g}s"
-                )
-            await self._apply(await consumer.getmany(timeout_ms=200))
-
-    async def _follow(self, consumer: Any) -> None:
-        while True:
-            try:
-                batch = await consumer.getmany(timeout_ms=1000)
-            except Exception as exc:  # aiokafka retries broker errors itself; this is the rest
-                log.warning("quota consumer failed; retrying", error=_describe(exc))
-                await asyncio.sleep(1.0)
-                continue
-            await self._apply(batch)
-
-    async def _apply(self, batch: dict[Any, list[Any]]) -> None:
-        changed = False
-        for records in batch.values():
-            for record in records:
-                changed = self._apply_record(record) or changed
-        if changed:
-            QUOTA_STATES.labels(self.service).set(len(self._events))
-            async with self._updated:
-                self._updated.notify_all()
-
-    def _apply_record(self, record: Any) -> bool:
-        """Apply one message; True when it changed the state."""
-        if record.value is None:  # a tombstone (compaction's delete): the tenant is gone
-            tenant_id = _tenant_key(record.key)
-            return tenant_id is not None and self._events.pop(tenant_id, None) is not None
-        event = _parse(record)
-        if event is None or event.tenant_id is None:
-            return False
-        current = self._events.get(event.tenant_id)
-        if current is not None and _aware(event.occurred_at) < _aware(current.occurred_at):
-            return False  # an older state arriving late
-        self._events[event.tenant_id] = event
-        if self._live:
-            lag = (utcnow() - _aware(event.occurred_at)).total_seconds()
-            QUOTA_APPLY_LAG.labels(self.service).observe(max(0.0, lag))
-        return True
 
 
 def _parse(record: Any) -> QuotaChanged | None:

@@ -42,6 +42,7 @@ from docuchat_common.logging import get_logger
 from docuchat_common.memory import release_garbage_collector, tune_garbage_collector
 from docuchat_common.metrics import metrics_router
 from docuchat_common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from docuchat_common.quota import QuotaGuard
 from docuchat_common.settings import ServiceSettings
 from docuchat_common.telemetry import configure_tracing, redact_server_span
 
@@ -150,6 +151,24 @@ class ServiceRuntime:
     def on_stop(self, hook: Hook) -> Hook:
         self._on_stop.append(hook)
         return hook
+
+    def enforce_quotas(self) -> QuotaGuard:
+        """The tenants' quota state (usage's quota.changed), in memory before serving: a guard
+        in ``state["quota"]``, a readiness check until it has loaded. The services of one
+        process (all-in-one) share one reader of the topic."""
+        guard = QuotaGuard(self.settings.kafka_bootstrap_servers, service=self.name, shared=True)
+        self.state["quota"] = guard
+        self.health.add("quota", guard.check_ready)
+
+        async def start(_: ServiceRuntime) -> None:
+            await guard.start()
+
+        async def stop(_: ServiceRuntime) -> None:
+            await guard.stop()
+
+        self.on_start(start)
+        self.on_stop(stop)
+        return guard
 
     async def _broker_ready(self) -> None:
         if not await self.broker.ping(timeout=2):

@@ -20,7 +20,6 @@ from docuchat_chat.sessions.router import router as sessions_router
 from docuchat_chat.settings import ChatSettings
 from docuchat_common.events.catalog import MessageCompleted, TokensConsumed
 from docuchat_common.logging import get_logger
-from docuchat_common.quota import QuotaGuard
 from docuchat_common.service import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -45,7 +44,7 @@ def build_runtime(settings: ChatSettings | None = None) -> ServiceRuntime:
         publishes=[TokensConsumed, MessageCompleted],
     )
     session_consumers.register(runtime)
-    quota = _enforce_quotas(runtime)
+    quota = runtime.enforce_quotas()
     vault = KeyVault(settings.llm_key_encryption_keys)
     runtime.state["key_vault"] = vault
 
@@ -80,20 +79,3 @@ def build_runtime(settings: ChatSettings | None = None) -> ServiceRuntime:
     runtime.on_start(start)
     runtime.on_stop(stop)
     return runtime
-
-
-def _enforce_quotas(runtime: ServiceRuntime) -> QuotaGuard:
-    """The tenant quota state (from usage's quota.changed), in memory before serving."""
-    guard = QuotaGuard(runtime.settings.kafka_bootstrap_servers, service=runtime.name)
-    runtime.state["quota"] = guard
-    runtime.health.add("quota", guard.check_ready)
-
-    async def start(_: ServiceRuntime) -> None:
-        await guard.start()
-
-    async def stop(_: ServiceRuntime) -> None:
-        await guard.stop()
-
-    runtime.on_start(start)
-    runtime.on_stop(stop)
-    return guard

@@ -23,7 +23,6 @@ from docuchat_common.events.catalog import (
     KnowledgeBaseDeleted,
     TokensConsumed,
 )
-from docuchat_common.quota import QuotaGuard
 from docuchat_common.service import ServiceRuntime
 from docuchat_ingest.blobs import LocalBlobStore
 from docuchat_ingest.documents.router import router as documents_router
@@ -73,7 +72,7 @@ def build_runtime(settings: IngestSettings | None = None, *, role: str = "all") 
     runtime.state["blobs"] = LocalBlobStore(settings.blob_dir)
     if api:
         kb_consumers.register(runtime)
-        _enforce_quotas(runtime)
+        runtime.enforce_quotas()
         _load_upload_probe(runtime)
     if owns_store:
         _open_store(runtime, settings)
@@ -196,19 +195,3 @@ def _load_upload_probe(runtime: ServiceRuntime) -> None:
         await asyncio.to_thread(load_parsers)
 
     runtime.on_start(start)
-
-
-def _enforce_quotas(runtime: ServiceRuntime) -> None:
-    """The tenant quota state (from usage's quota.changed), in memory before serving."""
-    guard = QuotaGuard(runtime.settings.kafka_bootstrap_servers, service=runtime.name)
-    runtime.state["quota"] = guard
-    runtime.health.add("quota", guard.check_ready)
-
-    async def start(_: ServiceRuntime) -> None:
-        await guard.start()
-
-    async def stop(_: ServiceRuntime) -> None:
-        await guard.stop()
-
-    runtime.on_start(start)
-    runtime.on_stop(stop)

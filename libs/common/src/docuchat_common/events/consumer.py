@@ -160,6 +160,7 @@ LOST_CONNECTION_ROUNDS = 3
 # consumer twice a second otherwise, and every consumer costs the broker and the process CPU
 # even when nothing happens; an event then waits about half of this before it is handled.
 BACKGROUND_FETCH_WAIT_MS = 2_000
+DEFAULT_FETCH_WAIT_MS = 500  # aiokafka's
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -363,7 +364,7 @@ class EventConsumers:
             topic,
             group,
             description or _described(handler),
-            **({"fetch_max_wait_ms": BACKGROUND_FETCH_WAIT_MS} if background else {}),
+            fetch_max_wait_ms=BACKGROUND_FETCH_WAIT_MS if background else DEFAULT_FETCH_WAIT_MS,
         )
 
     def subscribe_batch(
