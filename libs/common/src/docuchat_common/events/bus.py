@@ -155,7 +155,13 @@ class BrokerEpochWatchdog:
             consumer, tp = await self._epoch_reader()
             for _ in range(2):
                 consumer.seek(tp, 0)
-                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                consumer.resume(tp)
+                try:
+                    batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                finally:
+                    # Between checks: an assigned partition is fetched in the background
+                    # (twice a second per process on a broker that holds an empty fetch).
+                    consumer.pause(tp)
                 if batch.get(tp):
                     value: bytes = batch[tp][0].value
                     return value
