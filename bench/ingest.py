@@ -224,11 +224,7 @@ async def embedding_only(
         except ParseError:
             continue
         texts += [c.embedding_text for c in chunker.chunk(chunk_inputs(parsed))]
-    embedder = (
-        MiniLMEmbedder(parallel_runs=model_runs, batch_size=model_batch)
-        if model_batch is not None
-        else MiniLMEmbedder(parallel_runs=model_runs)
-    )
+    embedder = MiniLMEmbedder(parallel_runs=model_runs, batch_size=model_batch)
     await embedder.embed(texts[:8])  # load the model outside the timing
     counters = model_totals(generate_latest().decode())
     started, cpu_started = time.perf_counter(), time.process_time()

@@ -110,12 +110,9 @@ def build_embedder(settings: IngestSettings) -> Embedder:
     from docuchat_ingest.embedding.minilm import MiniLMEmbedder
 
     # Batches the concurrent calls of documents indexed side by side itself.
-    if settings.embedding_batch_size is not None:
-        return MiniLMEmbedder(
-            parallel_runs=settings.embedding_parallel_runs,
-            batch_size=settings.embedding_batch_size,
-        )
-    return MiniLMEmbedder(parallel_runs=settings.embedding_parallel_runs)
+    return MiniLMEmbedder(
+        parallel_runs=settings.embedding_parallel_runs, batch_size=settings.embedding_batch_size
+    )
 
 
 def _open_store(runtime: ServiceRuntime, settings: IngestSettings) -> None:

@@ -215,18 +215,21 @@ class MiniLMEmbedder:
 
     model_name = MODEL_NAME
     dimension = DIMENSION
+    #: Texts per run unless told (None): see above.
+    DEFAULT_BATCH_SIZE = 2
 
     def __init__(
         self,
         *,
         model_path: Path | None = None,
         tokenizer: Tokenizer | None = None,
-        batch_size: int = 2,
+        batch_size: int | None = None,
         parallel_runs: int | None = None,
         max_length: int = MAX_SEQ_LENGTH,
     ) -> None:
         import onnxruntime as ort
 
+        batch_size = self.DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if parallel_runs is not None and parallel_runs < 1:
