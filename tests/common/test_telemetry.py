@@ -1,4 +1,5 @@
-"""Traces never carry a credential: a browser's stream sends its access token in the URL."""
+"""Traces never carry a credential (a browser's stream sends its access token in the URL), and
+spans are recorded only once something takes them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from pathlib import Path
 
 import httpx
 from fastapi import APIRouter
+from opentelemetry import propagate
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from sqlalchemy import MetaData
@@ -14,7 +18,12 @@ from sqlalchemy import MetaData
 from docuchat_common.events.tables import outbox_table, processed_events_table
 from docuchat_common.service import ServiceRuntime
 from docuchat_common.settings import ServiceSettings
-from docuchat_common.telemetry import add_span_processor, configure_tracing, redact_query
+from docuchat_common.telemetry import (
+    RecordedWhenTaken,
+    add_span_processor,
+    configure_tracing,
+    redact_query,
+)
 
 SECRET = "eyJhbGciOiJSUzI1NiJ9.secret-claims.secret-signature"
 
@@ -65,3 +74,28 @@ async def test_a_services_request_span_keeps_the_url_but_not_the_token() -> None
     assert str(attributes["http.url"]).endswith(
         "/api/v1/documents/d1/events?access_token=REDACTED&limit=5"
     )
+
+
+def test_spans_are_recorded_only_once_taken_and_the_trace_id_crosses_either_way() -> None:
+    sampler = RecordedWhenTaken(ALWAYS_ON)
+    provider = TracerProvider(sampler=sampler)
+    tracer = provider.get_tracer("test")
+    caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    incoming = propagate.extract({"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-01"})
+
+    # Nothing takes spans yet (no exporter): the span records nothing, but it continues the
+    # caller's trace and hands its id on (to an outbox row's headers, to Kafka, to logs).
+    with tracer.start_as_current_span("request", context=incoming) as span:
+        assert not span.is_recording()
+        assert format(span.get_span_context().trace_id, "032x") == caller_trace
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+    assert carrier["traceparent"].split("-")[1] == caller_trace
+
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sampler.taken()
+    with tracer.start_as_current_span("request", context=incoming) as span:
+        assert span.is_recording()
+    (finished,) = exporter.get_finished_spans()
+    assert format(finished.context.trace_id, "032x") == caller_trace
