@@ -18,6 +18,7 @@ from docuchat_ingest.parsing import (
     detect_media_type,
     parse_document,
 )
+from docuchat_ingest.parsing import pdf as pdf_parsing
 
 pymupdf: Any = _pymupdf  # partially annotated library
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
@@ -217,3 +218,48 @@ def test_text_paragraphs_and_boms() -> None:
     assert parse_document("Grüße".encode("cp1252"), filename="x.txt").text == "Grüße"
     assert parse_document(b"\xef\xbb\xbfhi", filename="x.txt").text == "hi"
     assert _code(b"   \n\n  ", "x.txt") == "no_extractable_text"
+
+
+def _ruled_page(
+    rules: list[tuple[float, float, float, float]], words: dict[str, tuple[float, float]]
+) -> Any:
+    doc = pymupdf.open()
+    page = doc.new_page()
+    for x0, y0, x1, y1 in rules:
+        page.draw_line((x0, y0), (x1, y1))
+    for word, at in words.items():
+        page.insert_text(at, word, fontsize=9)
+    return pymupdf.open("pdf", doc.tobytes())[0]
+
+
+def _grid(xs: list[float], ys: list[float]) -> list[tuple[float, float, float, float]]:
+    return [(xs[0], y, xs[-1], y) for y in ys] + [(x, ys[0], x, ys[-1]) for x in xs]
+
+
+CELLS = {"Name": (105, 117), "Role": (205, 117), "Ada": (105, 137), "Owner": (205, 137)}
+
+
+def test_a_ruled_table_is_searched_and_kept() -> None:
+    page = _ruled_page(_grid([100, 200, 300], [100, 120, 140]), CELLS)
+    assert pdf_parsing._grid_box(page) is not None
+    assert [text for _, text in pdf_parsing._tables(page)] == ["| Name | Role |\n| Ada | Owner |"]
+    # Two rules and columns that run on below the second: a finder may close the table with
+    # the columns' ends (a corpus PDF's table is so drawn), so the search is left to it.
+    page = _ruled_page(
+        [(100, 100, 300, 100), (100, 120, 300, 120)]
+        + [(x, 100, x, 145) for x in (100, 150, 200, 250, 300)],
+        CELLS,
+    )
+    assert pdf_parsing._grid_box(page) is not None
+
+
+def test_lines_that_cannot_make_a_table_are_not_searched_for_one() -> None:
+    # A ruled header row over unruled rows: only one row of cells.
+    header_only = _ruled_page(_grid([100, 150, 200, 250, 300], [100, 120]), CELLS)
+    # A diagram: framed boxes side by side, each one cell (the finder's search costs tens of
+    # milliseconds a page and would find nothing to keep).
+    boxes = [rule for x in (100, 220, 340) for rule in _grid([x, x + 100], [100, 140])]
+    diagram = _ruled_page(boxes, {"Input": (110, 125), "Model": (230, 125), "Output": (350, 125)})
+    for page in (header_only, diagram):
+        assert pdf_parsing._grid_box(page) is None
+        assert pdf_parsing._tables(page) == []

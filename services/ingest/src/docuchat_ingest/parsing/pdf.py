@@ -220,8 +220,62 @@ def _ruling_lines(page: Any) -> tuple[list[Segment], list[Segment]] | None:
     return hs, vs
 
 
+def _joined(lines: list[tuple[float, float, float]], tol: float) -> list[Segment]:
+    """Lines given as (position, start, end), as a table finder sees them: those within ``tol``
+    of one position are one line (a rule drawn twice, or as a thin rectangle's two edges), and
+    their pieces that touch or nearly do are one piece. Returned as (position, start, end)."""
+    joined: list[Segment] = []
+    group: list[tuple[float, float, float]] = []
+
+    def flush() -> None:
+        position = group[0][0]
+        for _, start, end in sorted(group, key=lambda line: line[1]):
+            if joined and joined[-1][0] == position and start <= joined[-1][2] + tol:
+                joined[-1] = (position, joined[-1][1], max(joined[-1][2], end))
+            else:
+                joined.append((position, start, end))
+
+    for line in sorted(lines):
+        if group and line[0] - group[0][0] > tol:
+            flush()
+            group = []
+        group.append(line)
+    if group:
+        flush()
+    return joined
+
+
+def _cells_along(line: Segment, crossing: list[Segment], tol: float) -> int:
+    """How many cells ``line`` (position, start, end) borders: the stretches between the lines
+    of ``crossing`` that cross it, and a stretch it runs on past the first or the last of them
+    (where a table finder closes the table with the line's end)."""
+    position, start, end = line
+    at = sorted(
+        other_position
+        for other_position, other_start, other_end in crossing
+        if start - tol <= other_position <= end + tol
+        and other_start - tol <= position <= other_end + tol
+    )
+    if not at:
+        return 0
+    distinct = [at[0]]
+    for point in at[1:]:
+        if point - distinct[-1] > tol:
+            distinct.append(point)
+    runs_on = 2 * tol  # more than an overshoot past the last rule
+    return (
+        len(distinct)
+        - 1
+        + (distinct[0] - start > runs_on)
+        + (end - distinct[-1] > runs_on)
+    )
+
+
 def _grid_box(page: Any) -> tuple[float, float, float, float] | None:
-    """Box around the ruling lines if they cross like a table grid (cheap pre-check)."""
+    """Box around the ruling lines if they cross like a table grid of at least two rows and
+    two columns (cheap pre-check: PyMuPDF's table finder costs tens of milliseconds a page, and
+    figures, framed boxes and a ruled header row alone cross lines too, where it can only find
+    a table the caller drops)."""
     lines = _ruling_lines(page)
     if lines is None:
         return None
@@ -233,6 +287,13 @@ def _grid_box(page: Any) -> tuple[float, float, float, float] | None:
             if hx0 - tol <= vx <= hx1 + tol and vy0 - tol <= hy <= vy1 + tol:
                 crossings += 1
     if crossings < MIN_GRID_CROSSINGS:
+        return None
+    rows = _joined([(y, x0, x1) for x0, y, x1 in hs], tol)
+    columns = _joined([(x, y0, y1) for x, y0, y1 in vs], tol)
+    if (
+        max(_cells_along(row, columns, tol) for row in rows) < 2
+        or max(_cells_along(column, rows, tol) for column in columns) < 2
+    ):
         return None
     return (
         min(*(h[0] for h in hs), *(v[0] for v in vs)) - tol,
