@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pymupdf as _pymupdf
@@ -221,7 +222,7 @@ def test_text_paragraphs_and_boms() -> None:
 
 
 def _ruled_page(
-    rules: list[tuple[float, float, float, float]], words: dict[str, tuple[float, float]]
+    rules: Sequence[tuple[float, float, float, float]], words: Mapping[str, tuple[float, float]]
 ) -> Any:
     doc = pymupdf.open()
     page = doc.new_page()
