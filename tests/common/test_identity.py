@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -128,3 +129,21 @@ async def test_keys_rotate_without_a_restart(tmp_path: Path) -> None:
         assert len((await client.get("/.well-known/jwks.json")).json()["keys"]) == 2
         assert await verifier.identity(new.sign(_claims(), audience=AUDIENCE, ttl_seconds=60))
         assert await verifier.identity(old.sign(_claims(), audience=AUDIENCE, ttl_seconds=60))
+
+
+async def test_a_remembered_token_still_ends_at_its_expiry_and_keeps_its_audience(
+    keys: KeyRing,
+) -> None:
+    jwks = JWKSCache.static({k.kid: k.private_key.public_key() for k in keys.keys})
+    verifier = TokenVerifier(jwks, issuer=ISSUER, audience=AUDIENCE, leeway_seconds=0)
+    token = keys.sign(_claims(), audience=AUDIENCE, ttl_seconds=1)
+    first = await verifier.identity(token)
+    assert await verifier.identity(token) == first  # remembered: same identity
+    with pytest.raises(Unauthorized):  # a token verified for one audience is not for another
+        await verifier.identity(token, audience=INTERNAL_AUDIENCE)
+
+    expiry = jwt.decode(token, options={"verify_signature": False})["exp"]
+    await asyncio.sleep(max(0.0, expiry - time.time()) + 0.05)  # the token's time runs out
+    with pytest.raises(Unauthorized) as refused:
+        await verifier.identity(token)
+    assert refused.value.code == "token_expired"

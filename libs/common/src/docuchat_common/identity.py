@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import jwt
+from cachetools import TLRUCache
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
@@ -30,6 +31,13 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TENANT_HEADER = "X-DocuChat-Tenant"
 INTERNAL_AUDIENCE = "docuchat-internal"
 ALGORITHMS = ["RS256"]
+# Verified tokens remembered per verifier: a client sends the same token with every request, and
+# decoding one (base64 checks, an RSA signature, claims) is a good part of a small request's
+# CPU, at the gateway's forward-auth and again in the service. A remembered token still ends at
+# its expiry; no longer than VERIFIED_TOKEN_MAX_SECONDS either, so a key withdrawn from the JWKS
+# stops counting within that (services already keep fetched keys for minutes).
+VERIFIED_TOKENS_CACHED = 10_000
+VERIFIED_TOKEN_MAX_SECONDS = 60.0
 
 Role = Literal["owner", "admin", "member"]
 ROLE_RANK: dict[str, int] = {"member": 1, "admin": 2, "owner": 3}
@@ -113,13 +121,32 @@ class JWKSCache:
         return self._keys[kid]
 
 
+def _verified_until(_key: Any, claims: dict[str, Any], now: float) -> float:
+    return min(float(claims["exp"]), now + VERIFIED_TOKEN_MAX_SECONDS)
+
+
 class TokenVerifier:
-    def __init__(self, jwks: JWKSCache, *, issuer: str, audience: str) -> None:
+    def __init__(
+        self, jwks: JWKSCache, *, issuer: str, audience: str, leeway_seconds: float = 5
+    ) -> None:
         self.jwks = jwks
         self.issuer = issuer
         self.audience = audience
+        self.leeway_seconds = leeway_seconds
+        # Wall-clock time, as the tokens' ``exp``.
+        self._verified: TLRUCache[tuple[str, str], dict[str, Any]] = TLRUCache(
+            maxsize=VERIFIED_TOKENS_CACHED, ttu=_verified_until, timer=time.time
+        )
 
     async def verify(self, token: str, *, audience: str | None = None) -> dict[str, Any]:
+        audience = audience or self.audience
+        claims = self._verified.get((token, audience))
+        if claims is None:
+            claims = await self._decode(token, audience)
+            self._verified[token, audience] = claims
+        return dict(claims)
+
+    async def _decode(self, token: str, audience: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -135,10 +162,10 @@ class TokenVerifier:
                 token,
                 key,
                 algorithms=ALGORITHMS,
-                audience=audience or self.audience,
+                audience=audience,
                 issuer=self.issuer,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
-                leeway=5,
+                leeway=self.leeway_seconds,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("token expired", code="token_expired") from exc
