@@ -263,12 +263,7 @@ def _cells_along(line: Segment, crossing: list[Segment], tol: float) -> int:
         if point - distinct[-1] > tol:
             distinct.append(point)
     runs_on = 2 * tol  # more than an overshoot past the last rule
-    return (
-        len(distinct)
-        - 1
-        + (distinct[0] - start > runs_on)
-        + (end - distinct[-1] > runs_on)
-    )
+    return len(distinct) - 1 + (distinct[0] - start > runs_on) + (end - distinct[-1] > runs_on)
 
 
 def _grid_box(page: Any) -> tuple[float, float, float, float] | None:
