@@ -188,7 +188,8 @@ def _xy_cut(blocks: list[_TBlock], out: list[_TBlock], depth: int) -> None:
     _xy_cut(rest, out, depth + 1)
 
 
-Segment = tuple[float, float, float]  # (start, position, end) of a horizontal or vertical line
+Segment = tuple[float, float, float]  # horizontal (x0, y, x1) or vertical (x, y0, y1)
+Rule = tuple[float, float, float]  # (position, start, end): either direction alike
 
 
 def _ruling_lines(page: Any) -> tuple[list[Segment], list[Segment]] | None:
@@ -220,12 +221,12 @@ def _ruling_lines(page: Any) -> tuple[list[Segment], list[Segment]] | None:
     return hs, vs
 
 
-def _joined(lines: list[tuple[float, float, float]], tol: float) -> list[Segment]:
+def _joined(lines: list[Rule], tol: float) -> list[Rule]:
     """Lines given as (position, start, end), as a table finder sees them: those within ``tol``
     of one position are one line (a rule drawn twice, or as a thin rectangle's two edges), and
-    their pieces that touch or nearly do are one piece. Returned as (position, start, end)."""
-    joined: list[Segment] = []
-    group: list[tuple[float, float, float]] = []
+    their pieces that touch or nearly do are one piece."""
+    joined: list[Rule] = []
+    group: list[Rule] = []
 
     def flush() -> None:
         position = group[0][0]
@@ -245,8 +246,8 @@ def _joined(lines: list[tuple[float, float, float]], tol: float) -> list[Segment
     return joined
 
 
-def _cells_along(line: Segment, crossing: list[Segment], tol: float) -> int:
-    """How many cells ``line`` (position, start, end) borders: the stretches between the lines
+def _cells_along(line: Rule, crossing: list[Rule], tol: float) -> int:
+    """How many cells ``line`` borders: the stretches between the lines
     of ``crossing`` that cross it, and a stretch it runs on past the first or the last of them
     (where a table finder closes the table with the line's end)."""
     position, start, end = line
