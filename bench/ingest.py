@@ -12,6 +12,7 @@ import asyncio
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +121,25 @@ def batching(before: dict[str, float], after: dict[str, float]) -> str:
     return f"{per_batch:.1f} texts per batch, {(fed - real) / fed if fed else 0.0:.0%} padding"
 
 
-def end_to_end(
-    files: list[Path], uploads_at_once: int
-) -> tuple[
-    float, int, int, int, float, list[float], dict[str, float], tuple[float, float, str], float
-]:
+@dataclass(frozen=True)
+class EndToEnd:
+    """One end-to-end run: its time, what it indexed, the CPU each part of the stack (and this
+    client) used, the model's share, and the worker's memory."""
+
+    seconds: float
+    documents: int
+    pages: int
+    chunks: int
+    cpu: dict[str, float]  # per part of the stack
+    client_cpu: float
+    model_seconds: float  # wall time of the model's runs, summed over its run slots
+    model_cpu: float
+    model_batching: str
+    rss_mib: float
+    parser_rss_mib: list[float]
+
+
+def end_to_end(files: list[Path], uploads_at_once: int) -> EndToEnd:
     with tempfile.TemporaryDirectory() as tmp:
         stack = DevStack(
             StackConfig(
@@ -142,13 +157,6 @@ def end_to_end(
             elapsed, docs = asyncio.run(upload_all(stack, files, uploads_at_once))
             client_cpu = time.process_time() - client_before
             cpu_after, model_after = stack_cpu_seconds(stack), model_seconds(stack)
-            model = (
-                model_after["docuchat_embedding_model_seconds"]
-                - model_before["docuchat_embedding_model_seconds"],
-                model_after["docuchat_embedding_model_cpu_seconds"]
-                - model_before["docuchat_embedding_model_cpu_seconds"],
-                batching(model_before, model_after),
-            )
             cpu = {part: cpu_after[part] - cpu_before.get(part, 0.0) for part in cpu_after}
             worker = psutil.Process(stack.processes["all"].pid)
             rss = worker.memory_info().rss / 2**20
@@ -159,9 +167,21 @@ def end_to_end(
     for failed in (d for d in docs if d["status"] != "indexed"):
         error = failed.get("error") or {}
         print(f"  not indexed: {failed['filename']}: {error.get('code')}")
-    pages = sum(d["pages"] or 0 for d in indexed)
-    chunks = sum(d["chunks"] or 0 for d in indexed)
-    return elapsed, len(indexed), pages, chunks, rss, parser_rss, cpu, model, client_cpu
+    return EndToEnd(
+        seconds=elapsed,
+        documents=len(indexed),
+        pages=sum(d["pages"] or 0 for d in indexed),
+        chunks=sum(d["chunks"] or 0 for d in indexed),
+        cpu=cpu,
+        client_cpu=client_cpu,
+        model_seconds=model_after["docuchat_embedding_model_seconds"]
+        - model_before["docuchat_embedding_model_seconds"],
+        model_cpu=model_after["docuchat_embedding_model_cpu_seconds"]
+        - model_before["docuchat_embedding_model_cpu_seconds"],
+        model_batching=batching(model_before, model_after),
+        rss_mib=rss,
+        parser_rss_mib=parser_rss,
+    )
 
 
 async def upload_all(
@@ -258,30 +278,22 @@ def main() -> None:
     if args.model_batch is not None:
         os.environ["DOCUCHAT_INGEST_EMBEDDING_BATCH_SIZE"] = str(args.model_batch)
     files = corpus_files()
-    runs = model_runs or available_cpus()
+    cores = available_cpus()
+    runs = model_runs or cores
     print(f"model runs at once: {runs} (both sides); {len(files)} files")
     ratios: list[float] = []
     for round_number in range(1, args.rounds + 1):
         # Embedding only, before and after the end-to-end run (A-B-A): their mean cancels a
         # drift of the machine's speed across the round.
         before = asyncio.run(embedding_only(files, model_runs, args.model_batch))
-        (
-            e2e,
-            documents,
-            pages,
-            chunks,
-            rss,
-            parser_rss,
-            e2e_cpus,
-            (model_wall, model_cpu, model_batching),
-            client_cpu,
-        ) = end_to_end(files, args.uploads_at_once)
-        e2e_cpu = sum(e2e_cpus.values())
+        run = end_to_end(files, args.uploads_at_once)
+        e2e, pages, chunks, model_cpu = run.seconds, run.pages, run.chunks, run.model_cpu
+        e2e_cpu = sum(run.cpu.values())
         after = asyncio.run(embedding_only(files, model_runs, args.model_batch))
         embed, embed_cpu = (before[0] + after[0]) / 2, (before[2] + after[2]) / 2
         embedded_chunks = after[1]
         ratios.append(e2e / embed)
-        print(f"round {round_number}: {documents} indexed, {pages} pages, {chunks} chunks")
+        print(f"round {round_number}: {run.documents} indexed, {pages} pages, {chunks} chunks")
         print(
             f"  end to end     {e2e:6.1f} s  {pages / e2e:5.1f} pages/s"
             f"  {chunks / e2e:5.1f} chunks/s"
@@ -296,27 +308,26 @@ def main() -> None:
             f"  CPU seconds: whole stack {e2e_cpu:.1f} vs embedding {embed_cpu:.1f}"
             f" = {e2e_cpu / embed_cpu:.2f}; of which "
             + ", ".join(
-                f"{part} {cpu:.1f}" for part, cpu in sorted(e2e_cpus.items(), key=lambda i: -i[1])
+                f"{part} {cpu:.1f}" for part, cpu in sorted(run.cpu.items(), key=lambda i: -i[1])
             )
         )
         print(
             f"  the model inside the stack: {model_cpu:.1f} CPU s"
-            f" ({model_wall:.1f} s of runs, {model_wall / e2e:.2f} of {runs} run slots busy;"
-            f" {model_batching}; in-process {after[3]});"
+            f" ({run.model_seconds:.1f} s of runs, {run.model_seconds / e2e:.2f} of {runs} run"
+            f" slots busy; {run.model_batching}; in-process {after[3]});"
             f" the stack's CPU / its model's CPU: {e2e_cpu / model_cpu:.2f}"
         )
         # Near 100%, the end-to-end time is the CPU everything needs over the cores: the model
         # can only get more of them if the rest of the pipeline takes less.
-        cores = available_cpus()
         print(
-            f"  the machine was busy {(e2e_cpu + client_cpu) / (cores * e2e):.0%} of the"
-            f" end-to-end time: the stack's {e2e_cpu:.1f} and this client's {client_cpu:.1f}"
+            f"  the machine was busy {(e2e_cpu + run.client_cpu) / (cores * e2e):.0%} of the"
+            f" end-to-end time: the stack's {e2e_cpu:.1f} and this client's {run.client_cpu:.1f}"
             f" CPU s over {cores} cores; the stack's CPU outside its model:"
             f" {e2e_cpu - model_cpu:.1f} s ({(e2e_cpu - model_cpu) / model_cpu:.0%} of the model's)"
         )
         print(
-            f"  all-in-one process RSS {rss:.0f} MiB; its parser processes "
-            + " + ".join(f"{r:.0f}" for r in parser_rss)
+            f"  all-in-one process RSS {run.rss_mib:.0f} MiB; its parser processes "
+            + " + ".join(f"{r:.0f}" for r in run.parser_rss_mib)
             + " MiB"
         )
     ordered = sorted(ratios)

@@ -247,9 +247,9 @@ def _joined(lines: list[Rule], tol: float) -> list[Rule]:
 
 
 def _cells_along(line: Rule, crossing: list[Rule], tol: float) -> int:
-    """How many cells ``line`` borders: the stretches between the lines
-    of ``crossing`` that cross it, and a stretch it runs on past the first or the last of them
-    (where a table finder closes the table with the line's end)."""
+    """How many cells ``line`` borders: the stretches between the lines of ``crossing`` that
+    cross it, and a stretch it runs on past the first or the last of them (where a table finder
+    closes the table with the line's end)."""
     position, start, end = line
     at = sorted(
         other_position
