@@ -38,7 +38,7 @@ from pydantic import TypeAdapter
 from docuchat_common.errors import Forbidden, PayloadTooLarge, QuotaExceeded, RateLimited
 from docuchat_common.events.catalog import QuotaChanged, QuotaChangedData, event_union
 from docuchat_common.events.envelope import utcnow
-from docuchat_common.events.topics import QUOTA, ensure_topics
+from docuchat_common.events.topics import CONSUMER_TIMEOUT_MS, QUOTA, ensure_topics
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import registry
 from docuchat_common.tasks import stop_task
@@ -186,6 +186,7 @@ class QuotaFeed:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 retry_backoff_ms=200,
+                consumer_timeout_ms=CONSUMER_TIMEOUT_MS,
                 # Bounds the event → enforcement lag on brokers that hold a fetch for its whole
                 # wait (measured on tansu: ~77 ms at the 500 ms default, ~3 ms at 100 ms).
                 fetch_max_wait_ms=100,

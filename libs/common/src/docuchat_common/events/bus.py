@@ -13,7 +13,7 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
 from docuchat_common.events.consumer import dead_letter_middleware
-from docuchat_common.events.topics import Topic, ensure_topics
+from docuchat_common.events.topics import CONSUMER_TIMEOUT_MS, Topic, ensure_topics
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import CONSUMER_LAG, registry
 from docuchat_common.settings import ServiceSettings
@@ -186,7 +186,9 @@ class BrokerEpochWatchdog:
                 self.bootstrap_servers, [Topic(EPOCH_TOPIC, 1, "broker incarnation marker")]
             )
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
+                bootstrap_servers=self.bootstrap_servers,
+                enable_auto_commit=False,
+                consumer_timeout_ms=CONSUMER_TIMEOUT_MS,
             )
             await consumer.start()
             consumer.assign([tp])

@@ -41,7 +41,7 @@ from docuchat_common.context import bound_context
 from docuchat_common.db import Database
 from docuchat_common.events.envelope import Event, UnknownEvent
 from docuchat_common.events.records import parse_records, raw_values
-from docuchat_common.events.topics import DLQ_SUFFIX, Topic
+from docuchat_common.events.topics import CONSUMER_TIMEOUT_MS, DLQ_SUFFIX, Topic
 from docuchat_common.events.windowed import WindowedSubscriber
 from docuchat_common.logging import get_logger
 from docuchat_common.metrics import (
@@ -569,6 +569,7 @@ class EventConsumers:
             ack_policy=ack_policy,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
+            consumer_timeout_ms=CONSUMER_TIMEOUT_MS,
             title=f"{group}:{topic.name}",
             description=description,
             **options,
