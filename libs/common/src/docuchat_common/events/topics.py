@@ -9,8 +9,8 @@ DLQ_SUFFIX = ".dlq"
 # How long a consumer's background fetch loop waits before it looks again with nothing to do
 # (aiokafka's ``consumer_timeout_ms``, 200 by default). A finished fetch, an assignment change,
 # a resumed partition or consumed records wake it at once; the timeout alone only makes every
-# consumer of every process look five times a second (measured: ~85% of the loop's turns on an
-# idle stack). Every long-lived consumer of ours passes it.
+# consumer of every process look five times a second (measured on an idle stack: 62 of the
+# loops' 96 turns per second; 12 of 47 at 1 s). Every long-lived consumer of ours passes it.
 CONSUMER_TIMEOUT_MS = 1_000
 
 
