@@ -28,7 +28,7 @@ from docuchat_common.events.consumer import (
     EventConsumers,
 )
 from docuchat_common.events.envelope import Event, EventData
-from docuchat_common.events.outbox import Outbox, OutboxRelay
+from docuchat_common.events.outbox import RELAY_APPLICATION_NAME, Outbox, OutboxRelay
 from docuchat_common.events.topics import Topic, ensure_topics
 from docuchat_common.settings import ServiceSettings
 from docuchat_usage.models import outbox as outbox_table
@@ -419,6 +419,23 @@ class GatedRelay(OutboxRelay):
         return await super()._publish(topic, key, payload, headers)
 
 
+class RefusingRelay(OutboxRelay):
+    """A relay whose broker refuses the event ``n == 2`` once: the one after it in the same
+    batch is never handed over either."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.refused = 0
+
+    async def _publish(
+        self, topic: str, key: bytes | None, payload: dict[str, Any], headers: dict[str, str]
+    ) -> asyncio.Future[Any]:
+        if payload["data"]["n"] == 2 and not self.refused:
+            self.refused += 1
+            raise ConnectionError("broker refused the event")
+        return await super()._publish(topic, key, payload, headers)
+
+
 @dataclass
 class LoneRelay:
     """A relay of its own (no consumer) whose polls are too rare to matter within a test: only
@@ -488,19 +505,53 @@ async def test_a_relay_whose_listening_connection_is_lost_listens_again(
     infra: Any, databases: dict[str, str]
 ) -> None:
     async with lone_relay(infra, databases["usage"]) as lone:
-        relay, listener = lone.relay, lone.relay._listener
+        relay, connection = lone.relay, lone.relay._connection
         async with lone.database.transaction() as session:
             await session.execute(
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
-                )
+                    " WHERE datname = current_database() AND application_name LIKE :name"
+                ),
+                {"name": f"{RELAY_APPLICATION_NAME}-%"},
             )
 
         async def listening_anew() -> bool:
-            return relay.listening and relay._listener is not listener
+            return relay.listening and relay._connection is not connection
 
         await eventually(listening_anew, timeout=10, what="a new LISTEN connection")
         written = await lone.commit(5)
         (record,) = await read_topic(infra.bootstrap_servers, lone.topic.name, 1)
         assert json.loads(record.value)["id"] == str(written)
+
+
+async def test_events_the_broker_refuses_stay_in_the_outbox_and_go_out_in_order_next_time(
+    infra: Any, databases: dict[str, str]
+) -> None:
+    async with lone_relay(infra, databases["usage"], RefusingRelay) as lone:
+        relay = lone.relay
+        assert isinstance(relay, RefusingRelay)
+        # Three events in one transaction: one look reads all three as one batch.
+        written = [
+            probe_event_class(lone.topic)(
+                tenant_id=uuid.uuid4(), source="test", data=ProbeData(n=n)
+            )
+            for n in (1, 2, 3)
+        ]
+        async with lone.database.transaction() as session:
+            await Outbox(outbox_table).add(session, *written)
+        records = await read_topic(infra.bootstrap_servers, lone.topic.name, 3)
+        assert relay.refused == 1
+        assert [json.loads(r.value)["data"]["n"] for r in records] == [1, 2, 3]
+        async with lone.database.transaction() as session:
+            attempts = dict(
+                (
+                    await session.execute(
+                        select(outbox_table.c.id, outbox_table.c.attempts).where(
+                            outbox_table.c.id.in_([e.id for e in written]),
+                            outbox_table.c.published_at.is_not(None),
+                        )
+                    )
+                ).all()
+            )
+        # Each went out once, and the refusal cost the unsent ones no attempt.
+        assert attempts == {e.id: 1 for e in written}

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, insert, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +33,34 @@ from docuchat_common.tasks import stop_task, wait_event
 from docuchat_common.telemetry import attach_trace_headers, current_trace_headers, detach
 
 log = get_logger(__name__)
+# The relay's connection is named "<this>-<service>" in pg_stat_activity.
+RELAY_APPLICATION_NAME = "docuchat-outbox-relay"
+
+
+@dataclass(frozen=True)
+class RelayStatements:
+    """The relay's SQL, as plain statements for its own asyncpg connection. The table name is
+    the service's outbox ``Table``'s, never input (hence the S608 waivers)."""
+
+    claim: str
+    unclaim: str
+    pending: str
+
+    @classmethod
+    def for_table(cls, table: str) -> RelayStatements:
+        return cls(
+            claim=f"""
+UPDATE {table} SET published_at = now(), attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM {table}
+    WHERE published_at IS NULL AND pg_try_advisory_xact_lock($1)
+    ORDER BY seq LIMIT $2
+)
+RETURNING id, seq, topic, key, payload, headers""",  # noqa: S608
+            unclaim=f"UPDATE {table} SET published_at = NULL, attempts = attempts - 1"  # noqa: S608
+            " WHERE id = ANY($1::uuid[])",
+            pending=f"SELECT count(*) FROM {table} WHERE published_at IS NULL",  # noqa: S608
+        )
 
 
 class Outbox:
@@ -96,7 +125,9 @@ class OutboxRelay:
         self.max_backoff = max_backoff
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._listener: Any = None
+        self._connection: Any = None  # asyncpg's, see _connect
+        self._listening = False
+        self._statements = RelayStatements.for_table(table.name)
         # The advisory lock key: one relay per database at a time.
         self._lock_key = 0x0D0C0C4A7
 
@@ -104,35 +135,56 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def start(self) -> None:
-        await self._listen()
+        try:
+            await self._connect()
+        except Exception as exc:  # the relay's loop connects again, with backoff
+            log.warning("outbox relay cannot connect yet", error=str(exc))
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         await stop_task(task)
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
-            self._listener = None
+        await self._disconnect()
 
     @property
     def listening(self) -> bool:
-        return self._listener is not None and not self._listener.is_closed()
+        return self._listening and self._connection is not None and not self._connection.is_closed()
 
-    async def _listen(self) -> None:
-        """LISTEN on a dedicated connection so an insert anywhere (any process) wakes us."""
+    async def _connect(self) -> None:
+        """The relay's own connection: it LISTENs there, so an insert anywhere (any process)
+        wakes it, and runs its statements there as plain asyncpg (not an ORM session from the
+        pool: the relay looks after nearly every commit that writes an event, and an ORM
+        session costs several times the statement itself)."""
         import asyncpg
 
-        self._listener = None
+        await self._disconnect()
         url = make_url(self.database.url).set(drivername="postgresql")
+        connection = await asyncpg.connect(
+            url.render_as_string(hide_password=False),
+            # Operators (and tests) tell it apart in pg_stat_activity.
+            server_settings={"application_name": f"{RELAY_APPLICATION_NAME}-{self.service}"},
+        )
         try:
-            conn = await asyncpg.connect(url.render_as_string(hide_password=False))
-            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wakeup.set())
-            # A lost connection hears nothing more: look now, and listen again once it can.
-            conn.add_termination_listener(lambda *_: self._wakeup.set())
-            self._listener = conn
-        except Exception as exc:  # polling still delivers, just later
+            await connection.set_type_codec(
+                "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            )
+            # A lost connection hears nothing more: look now, and connect again.
+            connection.add_termination_listener(lambda *_: self._wakeup.set())
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+        try:
+            await connection.add_listener(OUTBOX_CHANNEL, lambda *_: self._wakeup.set())
+            self._listening = True
+        except Exception as exc:  # e.g. a transaction-mode pooler: polling still delivers
             log.warning("outbox listen failed; polling only", error=str(exc))
+
+    async def _disconnect(self) -> None:
+        connection, self._connection, self._listening = self._connection, None, False
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -142,6 +194,8 @@ class OutboxRelay:
                 if not topics_ready:
                     await ensure_topics(self.bootstrap_servers, self.topics)
                     topics_ready = True
+                if self._connection is None or self._connection.is_closed():
+                    await self._connect()  # lost, or the database is back
                 # Cleared before the look, not after: a NOTIFY for a row committed while this
                 # batch is published must wake the next look, not wait for a poll.
                 self._wakeup.clear()
@@ -149,8 +203,6 @@ class OutboxRelay:
                 backoff = 0.1
                 if published >= self.batch_size:
                     continue  # more waiting: don't sleep
-                if self._listener is not None and self._listener.is_closed():
-                    await self._listen()  # its connection was lost, the database is back
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -180,32 +232,17 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were published."""
-        t = self.table
-        async with self.database.transaction() as session:
+        connection = self._connection
+        if connection is None or connection.is_closed():
+            raise ConnectionError("the outbox relay has no database connection")
+        async with connection.transaction():
             # The rows are marked published as they are read (one statement, not a read and a
-            # write: the relay runs after nearly every commit that writes an event); those the
-            # broker then refuses are unmarked before the commit. The lock is taken by the
-            # query itself: a relay that does not get it reads no rows. Re-taking it per row
-            # within the transaction is free.
-            batch = (
-                select(t.c.id)
-                .where(
-                    t.c.published_at.is_(None),
-                    func.pg_try_advisory_xact_lock(self._lock_key),
-                )
-                .order_by(t.c.seq)
-                .limit(self.batch_size)
-            )
+            # write); those the broker then refuses are unmarked before the commit. The lock is
+            # taken by the query itself: a relay that does not get it reads no rows. Re-taking
+            # it per row within the transaction is free.
             rows = sorted(
-                (
-                    await session.execute(
-                        update(t)
-                        .where(t.c.id.in_(batch.scalar_subquery()))
-                        .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1)
-                        .returning(t.c.id, t.c.seq, t.c.topic, t.c.key, t.c.payload, t.c.headers)
-                    )
-                ).all(),
-                key=lambda row: row.seq,
+                await connection.fetch(self._statements.claim, self._lock_key, self.batch_size),
+                key=lambda row: row["seq"],
             )
             if not rows:
                 OUTBOX_PENDING.labels(self.service).set(0)
@@ -217,7 +254,11 @@ class OutboxRelay:
             error: BaseException | None = None
             for row in rows:
                 try:
-                    sent.append(await self._publish(row.topic, row.key, row.payload, row.headers))
+                    sent.append(
+                        await self._publish(
+                            row["topic"], row["key"], row["payload"], row["headers"]
+                        )
+                    )
                 except Exception as exc:
                     error = exc  # the rows before it may still be confirmed
                     break
@@ -230,16 +271,12 @@ class OutboxRelay:
                 done += 1
             # Rows already sent stay marked even when a later one failed: no re-send storm.
             if done < len(rows):
-                await session.execute(
-                    update(t)
-                    .where(t.c.id.in_([row.id for row in rows[done:]]))
-                    .values(published_at=None, attempts=t.c.attempts - 1)
+                await connection.execute(
+                    self._statements.unclaim, [row["id"] for row in rows[done:]]
                 )
             # A part batch was all there was (what was written since woke us again already).
             pending = (
-                await session.scalar(
-                    select(func.count()).select_from(t).where(t.c.published_at.is_(None))
-                )
+                await connection.fetchval(self._statements.pending)
                 if len(rows) == self.batch_size
                 else len(rows) - done
             )
