@@ -221,6 +221,8 @@ class OutboxRelay:
     async def replay(self) -> None:
         """Publish everything again: the broker lost what it had (an in-memory broker restarted).
         Consumers dedupe by event id, so only events they never saw take effect."""
+        # On the pool, not the relay's connection: the watchdog calls this while the relay may
+        # be mid-batch there, and an asyncpg connection runs one operation at a time.
         async with self.database.transaction() as session:
             result = await session.execute(
                 update(self.table)
