@@ -180,6 +180,12 @@ class OutboxRelay:
         except Exception as exc:  # e.g. a transaction-mode pooler: polling still delivers
             log.warning("outbox listen failed; polling only", error=str(exc))
 
+    async def _open_connection(self) -> Any:
+        """The relay's connection; connected again if it was lost (the database is back)."""
+        if self._connection is None or self._connection.is_closed():
+            await self._connect()
+        return self._connection
+
     async def _disconnect(self) -> None:
         connection, self._connection, self._listening = self._connection, None, False
         if connection is not None:
@@ -194,8 +200,6 @@ class OutboxRelay:
                 if not topics_ready:
                     await ensure_topics(self.bootstrap_servers, self.topics)
                     topics_ready = True
-                if self._connection is None or self._connection.is_closed():
-                    await self._connect()  # lost, or the database is back
                 # Cleared before the look, not after: a NOTIFY for a row committed while this
                 # batch is published must wake the next look, not wait for a poll.
                 self._wakeup.clear()
@@ -234,9 +238,7 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were published."""
-        connection = self._connection
-        if connection is None or connection.is_closed():
-            raise ConnectionError("the outbox relay has no database connection")
+        connection = await self._open_connection()
         async with connection.transaction():
             # The rows are marked published as they are read (one statement, not a read and a
             # write); those the broker then refuses are unmarked before the commit. The lock is
