@@ -105,6 +105,9 @@ async def large_then_small(model: RecordingEmbedder) -> list[EmbeddingResult]:
         for i in range(0, len(LARGE), 4)
     ]
     await asyncio.to_thread(model.started.wait, 10)
+    # Each slice is tokenised in a thread: the memo is asked for once they all wait, so it is
+    # the last to arrive (else which comes first is up to the threads).
+    await queued_texts(model, 12)
     memo = asyncio.ensure_future(model.embed(MEMO, job_position=len(MEMO)))
     await queued_texts(model, 12 + 2)
     model.gate.set()
