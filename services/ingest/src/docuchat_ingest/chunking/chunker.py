@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from tokenizers import Tokenizer
 
-from docuchat_ingest.embedding.model_files import MAX_SEQ_LENGTH, load_tokenizer
+from docuchat_ingest.embedding.model_files import MAX_SEQ_LENGTH, load_tokenizer, token_ids
 
 SPECIAL_TOKENS = 2  # [CLS] ... [SEP]
 HEADING_SEPARATOR = " > "
@@ -108,10 +108,8 @@ class Chunker:
     # -- counting -------------------------------------------------------------------------------
 
     def count(self, texts: Sequence[str], *, special_tokens: bool = False) -> list[int]:
-        if not texts:
-            return []
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=special_tokens)
-        return [len(e.ids) for e in encodings]
+        ids = token_ids(texts, special_tokens=special_tokens, tokenizer=self.tokenizer)
+        return list(map(len, ids))
 
     def _prefix(self, path: tuple[str, ...]) -> tuple[str, int]:
         """The heading prefix for embedding_text and its token count (a long path is shortened

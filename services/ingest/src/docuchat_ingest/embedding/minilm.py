@@ -37,6 +37,7 @@ from .model_files import (
     MODEL_NAME,
     load_tokenizer,
     onnx_model_path,
+    token_ids,
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -276,15 +277,11 @@ class MiniLMEmbedder:
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, with [CLS]/[SEP], truncated to ``max_length`` (keeping [SEP])."""
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
         limit = self.max_length
-        out: list[list[int]] = []
-        for enc in encodings:
-            ids = enc.ids
-            if len(ids) > limit:
-                ids = [*ids[: limit - 1], self._sep_id]
-            out.append(ids)
-        return out
+        return [
+            ids if len(ids) <= limit else [*ids[: limit - 1], self._sep_id]
+            for ids in token_ids(texts, special_tokens=True, tokenizer=self.tokenizer)
+        ]
 
     # -- inference ------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -42,15 +44,29 @@ def tokenizer_path() -> Path:
 def load_tokenizer(path: Path | None = None) -> Tokenizer:
     """The MiniLM wordpiece tokenizer, loaded once per process (per path); no truncation or
     padding. Treat it as read-only: it is shared by the chunker and the embedder."""
+    # Its batches run on one thread: a worker tokenises in threads of its own beside the
+    # model's runs, where spreading a batch over every core cost ~20% more CPU for the same
+    # ids (the variable is read at every call; a process that wants otherwise sets it first).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     tokenizer = Tokenizer.from_file(str(path or tokenizer_path()))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
 
 
-def count_tokens(texts: list[str], *, special_tokens: bool = True) -> list[int]:
-    """Wordpieces per text with the shared tokenizer (with [CLS]/[SEP] unless told otherwise)."""
+def token_ids(
+    texts: Sequence[str], *, special_tokens: bool, tokenizer: Tokenizer | None = None
+) -> list[list[int]]:
+    """Wordpiece ids per text (the shared tokenizer unless given one). ``encode_batch_fast``
+    leaves out the character offsets nobody here reads: ~20% less CPU than ``encode_batch``."""
     if not texts:
         return []
-    encodings = load_tokenizer().encode_batch(texts, add_special_tokens=special_tokens)
-    return [len(e.ids) for e in encodings]
+    encodings = (tokenizer or load_tokenizer()).encode_batch_fast(
+        list(texts), add_special_tokens=special_tokens
+    )
+    return [e.ids for e in encodings]
+
+
+def count_tokens(texts: list[str], *, special_tokens: bool = True) -> list[int]:
+    """Wordpieces per text with the shared tokenizer (with [CLS]/[SEP] unless told otherwise)."""
+    return list(map(len, token_ids(texts, special_tokens=special_tokens)))
