@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from tokenizers import Tokenizer
 
-from docuchat_ingest.embedding.model_files import MAX_SEQ_LENGTH, load_tokenizer, token_ids
+from docuchat_ingest.embedding.model_files import MAX_SEQ_LENGTH, count_tokens, load_tokenizer
 
 SPECIAL_TOKENS = 2  # [CLS] ... [SEP]
 HEADING_SEPARATOR = " > "
@@ -108,8 +108,7 @@ class Chunker:
     # -- counting -------------------------------------------------------------------------------
 
     def count(self, texts: Sequence[str], *, special_tokens: bool = False) -> list[int]:
-        ids = token_ids(texts, special_tokens=special_tokens, tokenizer=self.tokenizer)
-        return list(map(len, ids))
+        return count_tokens(texts, special_tokens=special_tokens, tokenizer=self.tokenizer)
 
     def _prefix(self, path: tuple[str, ...]) -> tuple[str, int]:
         """The heading prefix for embedding_text and its token count (a long path is shortened

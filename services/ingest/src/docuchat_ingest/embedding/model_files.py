@@ -67,6 +67,9 @@ def token_ids(
     return [e.ids for e in encodings]
 
 
-def count_tokens(texts: list[str], *, special_tokens: bool = True) -> list[int]:
-    """Wordpieces per text with the shared tokenizer (with [CLS]/[SEP] unless told otherwise)."""
-    return list(map(len, token_ids(texts, special_tokens=special_tokens)))
+def count_tokens(
+    texts: Sequence[str], *, special_tokens: bool = True, tokenizer: Tokenizer | None = None
+) -> list[int]:
+    """Wordpieces per text (the shared tokenizer unless given one; with [CLS]/[SEP] unless
+    told otherwise)."""
+    return list(map(len, token_ids(texts, special_tokens=special_tokens, tokenizer=tokenizer)))
